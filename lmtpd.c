@@ -1,0 +1,329 @@
+/*
+ * lmtpd.c: main().  Reads the options, finds the connection that systemd
+ * or inetd handed over (or the terminal), and serves it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "session/log.h"
+#include "session/session.h"
+#include "store/store.h"
+
+#ifndef LMTPD_VERSION
+#define LMTPD_VERSION "0.1"
+#endif
+
+#define DEFAULT_MAP "/etc/lmtpd/users.cdb"
+
+static volatile sig_atomic_t child_exited;
+static volatile sig_atomic_t stop_requested;
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+        "usage: lmtpd [options]\n"
+        "Serves one LMTP connection handed over by systemd, inetd or on\n"
+        "stdin, and delivers each message into Maildir or mbox mailboxes.\n"
+        "\n"
+        "  -m, --map FILE          tinycdb user map (default %s)\n"
+        "  -H, --hostname NAME     name in the greeting and Received\n"
+        "                          (default: this host's name)\n"
+        "  -s, --max-size BYTES    largest message accepted, with K, M or G\n"
+        "                          suffix, 0 for no limit (default 50M)\n"
+        "  -d, --recipient-delimiter CHARS\n"
+        "                          characters that start a +detail in a\n"
+        "                          local part, \"\" for none (default +)\n"
+        "  -t, --timeout SECONDS   idle timeout of a session (default 300)\n"
+        "  -S, --spool-dir DIR     folder for the unnamed spool file\n"
+        "                          (default $TMPDIR or /tmp)\n"
+        "  -c, --max-children N    connections served at once when systemd\n"
+        "                          passes a listening socket (default 100)\n"
+        "  -l, --log TARGET        auto, journal, syslog or stderr\n"
+        "                          (default auto: journal under systemd,\n"
+        "                          otherwise syslog facility mail)\n"
+        "  -h, --help              show this help and exit\n"
+        "  -V, --version           show the version and exit\n",
+        DEFAULT_MAP);
+}
+
+static unsigned long
+parse_number(const char *option, const char *text, unsigned long max)
+{
+    char *end;
+    unsigned long value;
+
+    errno = 0;
+    value = strtoul(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
+        value > max) {
+        fprintf(stderr, "lmtpd: invalid value \"%s\" for %s: expected a "
+                "whole number from 0 to %lu\n", text, option, max);
+        exit(EX_USAGE);
+    }
+    return value;
+}
+
+static void
+parse_options(int argc, char **argv, struct session_config *config,
+              enum log_target *log_target, unsigned long *max_children)
+{
+    static const struct option options[] = {
+        {"map", required_argument, NULL, 'm'},
+        {"hostname", required_argument, NULL, 'H'},
+        {"max-size", required_argument, NULL, 's'},
+        {"recipient-delimiter", required_argument, NULL, 'd'},
+        {"timeout", required_argument, NULL, 't'},
+        {"spool-dir", required_argument, NULL, 'S'},
+        {"max-children", required_argument, NULL, 'c'},
+        {"log", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "m:H:s:d:t:S:c:l:hV", options,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            config->map_path = optarg;
+            break;
+        case 'H':
+            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n") != NULL) {
+                fprintf(stderr, "lmtpd: invalid host name \"%s\"\n", optarg);
+                exit(EX_USAGE);
+            }
+            config->hostname = optarg;
+            break;
+        case 's':
+            if (users_parse_size(optarg, &config->max_size) < 0) {
+                fprintf(stderr, "lmtpd: invalid size \"%s\" for --max-size:"
+                        " expected bytes with an optional K, M or G\n",
+                        optarg);
+                exit(EX_USAGE);
+            }
+            break;
+        case 'd':
+            config->delimiters = optarg;
+            break;
+        case 't':
+            config->timeout =
+                (unsigned int)parse_number("--timeout", optarg, 86400);
+            break;
+        case 'S':
+            config->spool_dir = optarg;
+            break;
+        case 'c':
+            *max_children = parse_number("--max-children", optarg, 100000);
+            if (*max_children == 0) {
+                fprintf(stderr, "lmtpd: --max-children must be at least 1\n");
+                exit(EX_USAGE);
+            }
+            break;
+        case 'l':
+            if (log_parse_target(optarg, log_target) < 0) {
+                fprintf(stderr, "lmtpd: invalid log target \"%s\": expected"
+                        " auto, journal, syslog or stderr\n", optarg);
+                exit(EX_USAGE);
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("lmtpd %s\n", LMTPD_VERSION);
+            exit(0);
+        default:
+            usage(stderr);
+            exit(EX_USAGE);
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "lmtpd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        exit(EX_USAGE);
+    }
+}
+
+/* Describes the peer of fd for Received: "[192.0.2.1]", or "" if local. */
+static void
+describe_peer(int fd, char *text, size_t size)
+{
+    struct sockaddr_storage address;
+    socklen_t length = sizeof(address);
+    char host[INET6_ADDRSTRLEN];
+
+    text[0] = '\0';
+    if (getpeername(fd, (struct sockaddr *)&address, &length) < 0)
+        return;
+    if (address.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&address;
+
+        if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host)) != NULL)
+            snprintf(text, size, "[%s]", host);
+    } else if (address.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&address;
+
+        if (inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host)) != NULL)
+            snprintf(text, size, "[IPv6:%s]", host);
+    }
+}
+
+static int
+serve(const struct session_config *config, int in_fd, int out_fd)
+{
+    char client[INET6_ADDRSTRLEN + 8];
+
+    describe_peer(in_fd, client, sizeof(client));
+    return session_run(config, in_fd, out_fd, client) < 0 ? EX_IOERR : 0;
+}
+
+static void
+on_child_exit(int signal_number)
+{
+    (void)signal_number;
+    child_exited = 1;
+}
+
+static void
+on_stop(int signal_number)
+{
+    (void)signal_number;
+    stop_requested = 1;
+}
+
+static unsigned long
+reap_children(unsigned long running, int block)
+{
+    while (running > 0 && waitpid(-1, NULL, block ? 0 : WNOHANG) > 0) {
+        running--;
+        block = 0;
+    }
+    return running;
+}
+
+/*
+ * systemd Accept=no: accepts connections on the listening socket and
+ * serves each in a child, at most max_children at once.  Signals
+ * interrupt accept() (no SA_RESTART) so exited children are reaped.
+ */
+static int
+accept_loop(const struct session_config *config, int listen_fd,
+            unsigned long max_children)
+{
+    struct sigaction action = {.sa_handler = on_child_exit};
+    unsigned long running = 0;
+
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGCHLD, &action, NULL);
+    action.sa_handler = on_stop;
+    sigaction(SIGTERM, &action, NULL);
+    sigaction(SIGINT, &action, NULL);
+    log_info("accepting connections, at most %lu at once", max_children);
+
+    while (!stop_requested) {
+        child_exited = 0;
+        running = reap_children(running, running >= max_children);
+
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EINTR && errno != ECONNABORTED) {
+                log_error("accept failed: %s", strerror(errno));
+                sleep(1);
+            }
+            continue;
+        }
+
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(listen_fd);
+            signal(SIGCHLD, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            _exit(serve(config, fd, fd));
+        }
+        if (pid < 0)
+            log_error("fork failed: %s", strerror(errno));
+        else
+            running++;
+        close(fd);
+    }
+    log_info("stopping, %lu connections still being served", running);
+    return 0;
+}
+
+static int
+is_socket(int fd)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+int
+main(int argc, char **argv)
+{
+    static char hostname[HOST_NAME_MAX + 1];
+    struct session_config config = {
+        .map_path = DEFAULT_MAP,
+        .delimiters = "+",
+        .max_size = 50ULL * 1024 * 1024,
+        .timeout = 300,
+    };
+    enum log_target log_target = LOG_TARGET_AUTO;
+    unsigned long max_children = 100;
+    int fds;
+
+    umask(077);
+    signal(SIGPIPE, SIG_IGN);
+    config.spool_dir = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0'
+                           ? getenv("TMPDIR")
+                           : "/tmp";
+    parse_options(argc, argv, &config, &log_target, &max_children);
+    if (config.hostname == NULL) {
+        if (gethostname(hostname, sizeof(hostname)) < 0 ||
+            hostname[0] == '\0')
+            snprintf(hostname, sizeof(hostname), "localhost");
+        config.hostname = hostname;
+    }
+    fds = sd_listen_fds(1);
+    /* A pipe or terminal on stdin is someone testing by hand. */
+    if (fds == 0 && !is_socket(STDIN_FILENO))
+        config.bare_lf = 1;
+    log_open(log_target, config.bare_lf);
+
+    if (fds < 0) {
+        log_error("cannot read the sockets passed by systemd: %s",
+                  strerror(-fds));
+        return EX_OSERR;
+    }
+    if (fds > 1) {
+        log_error("systemd passed %d sockets, expected one", fds);
+        return EX_CONFIG;
+    }
+    if (fds == 1) {
+        int fd = SD_LISTEN_FDS_START;
+
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+            return accept_loop(&config, fd, max_children);
+        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
+            return serve(&config, fd, fd);
+        log_error("the descriptor passed by systemd is not a stream socket");
+        return EX_CONFIG;
+    }
+    return serve(&config, STDIN_FILENO, STDOUT_FILENO);
+}

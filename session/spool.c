@@ -1,0 +1,235 @@
+/*
+ * spool.c: reads DATA into an unnamed file, undoing dot-stuffing and
+ * turning CRLF into LF.  Memory stays fixed whatever the message size.
+ *
+ * On a socket the data ends only at CRLF "." CRLF (RFC 5321 section
+ * 4.1.1.4).  A bare LF is stored as a line end but never starts an end
+ * of data, so "LF . LF" and its mixes cannot end a message early and
+ * smuggle a second one past the MTA.  A bare CR is stored as it is.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "session/spool.h"
+
+/*
+ * Opens an unnamed spool file in dir: O_TMPFILE where the file system
+ * has it, otherwise a temp file unlinked at once.  Nothing is left in
+ * dir after the process ends, whatever the way it ends.
+ */
+int
+spool_open(struct spool *spool, const char *dir, unsigned long long max_size)
+{
+    char path[4096];
+
+    spool->size = 0;
+    spool->max_size = max_size;
+    spool->too_big = 0;
+    spool->write_errno = 0;
+    spool->used = 0;
+
+    spool->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (spool->fd >= 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        return -1;
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/lmtpd.XXXXXX", dir) >=
+        sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    spool->fd = mkostemp(path, O_CLOEXEC);
+    if (spool->fd < 0)
+        return -1;
+    unlink(path);
+    return 0;
+}
+
+void
+spool_close(struct spool *spool)
+{
+    if (spool->fd >= 0)
+        close(spool->fd);
+    spool->fd = -1;
+}
+
+static void
+spool_flush(struct spool *spool)
+{
+    size_t done = 0;
+
+    while (done < spool->used && spool->write_errno == 0) {
+        ssize_t n = write(spool->fd, spool->buffer + done, spool->used - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            spool->write_errno = errno;
+        else
+            done += (size_t)n;
+    }
+    spool->used = 0;
+}
+
+/*
+ * Appends message bytes.  Past the maximum size, or after a write
+ * error, bytes are counted and dropped so the client can still be read
+ * to the end of the data and then answered.
+ */
+static void
+spool_put(struct spool *spool, const char *bytes, size_t len)
+{
+    if (spool->max_size > 0 &&
+        (unsigned long long)spool->size + len > spool->max_size)
+        spool->too_big = 1;
+    spool->size += (off_t)len;
+    if (spool->too_big || spool->write_errno != 0)
+        return;
+
+    while (len > 0) {
+        size_t room = sizeof(spool->buffer) - spool->used;
+        size_t take = len < room ? len : room;
+
+        memcpy(spool->buffer + spool->used, bytes, take);
+        spool->used += take;
+        bytes += take;
+        len -= take;
+        if (spool->used == sizeof(spool->buffer))
+            spool_flush(spool);
+    }
+}
+
+enum data_state {
+    AT_LINE_START, /* at the first byte of a line */
+    IN_LINE,
+    AFTER_CR,      /* a CR inside a line, LF or more to come */
+    AFTER_DOT,     /* a "." at the start of a line */
+    AFTER_DOT_CR   /* "." CR at the start of a line */
+};
+
+struct data_reader {
+    enum data_state state;
+    int after_crlf; /* the last line end was CRLF, or the data just began */
+    int bare_lf;    /* LF alone ends lines, for a pipe or terminal */
+    struct spool *spool;
+};
+
+static void
+end_line(struct data_reader *r, int crlf)
+{
+    spool_put(r->spool, "\n", 1);
+    r->after_crlf = crlf || r->bare_lf;
+    r->state = AT_LINE_START;
+}
+
+/*
+ * Takes one byte of DATA; returns 1 when it completes the end of data.
+ * RFC 5321 section 4.5.2 deletes a leading dot only when other
+ * characters follow on the line, so a lone "." that does not end the
+ * data (after a bare LF) is stored as it came.
+ */
+static int
+data_byte(struct data_reader *r, char c)
+{
+    switch (r->state) {
+    case AT_LINE_START:
+        if (c == '.') {
+            r->state = AFTER_DOT;
+            return 0;
+        }
+        /* FALLTHROUGH */
+    case IN_LINE:
+        if (c == '\r') {
+            r->state = AFTER_CR;
+        } else if (c == '\n') {
+            end_line(r, 0);
+        } else {
+            spool_put(r->spool, &c, 1);
+            r->state = IN_LINE;
+        }
+        return 0;
+    case AFTER_CR:
+        if (c == '\n') {
+            end_line(r, 1);
+            return 0;
+        }
+        spool_put(r->spool, "\r", 1); /* a bare CR is kept */
+        r->state = c == '\r' ? AFTER_CR : IN_LINE;
+        if (c != '\r')
+            spool_put(r->spool, &c, 1);
+        return 0;
+    case AFTER_DOT:
+        if (c == '\r') {
+            r->state = AFTER_DOT_CR;
+        } else if (c == '\n') {
+            if (r->bare_lf && r->after_crlf)
+                return 1;
+            spool_put(r->spool, ".", 1);
+            end_line(r, 0);
+        } else {
+            spool_put(r->spool, &c, 1); /* the stuffed dot is dropped */
+            r->state = IN_LINE;
+        }
+        return 0;
+    case AFTER_DOT_CR:
+        if (c == '\n') {
+            if (r->after_crlf)
+                return 1;
+            spool_put(r->spool, ".", 1);
+            end_line(r, 1);
+            return 0;
+        }
+        spool_put(r->spool, "\r", 1); /* "." CR text: the dot goes */
+        r->state = c == '\r' ? AFTER_CR : IN_LINE;
+        if (c != '\r')
+            spool_put(r->spool, &c, 1);
+        return 0;
+    }
+    return 0;
+}
+
+/*
+ * Reads the message after the 354 reply up to its end of data.  Returns
+ * LINEIO_OK when the end was seen (check too_big and write_errno), or
+ * the lineio status that stopped it: EOF, TIMEOUT or ERROR.
+ */
+int
+spool_read_data(struct spool *spool, struct lineio *io, int bare_lf)
+{
+    struct data_reader r = {
+        .state = AT_LINE_START, .after_crlf = 1, .bare_lf = bare_lf,
+        .spool = spool,
+    };
+
+    for (;;) {
+        char *p = io->input + io->start;
+        char *end = io->input + io->end;
+
+        while (p < end) {
+            if (r.state == IN_LINE) {
+                char *text = p;
+
+                while (p < end && *p != '\r' && *p != '\n')
+                    p++;
+                spool_put(spool, text, (size_t)(p - text));
+                if (p == end)
+                    break;
+            }
+            if (data_byte(&r, *p++)) {
+                io->start = (size_t)(p - io->input);
+                spool_flush(spool);
+                return LINEIO_OK;
+            }
+        }
+        io->start = io->end;
+
+        int status = lineio_fill(io);
+        if (status != LINEIO_OK)
+            return status;
+    }
+}

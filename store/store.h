@@ -1,0 +1,94 @@
+/*
+ * store.h: the delivery side of lmtpd.  Looks recipients up in the user
+ * map and writes a spooled message into Maildir and mbox mailboxes.
+ * Nothing here reads the client's socket or writes to a log.
+ */
+#ifndef LMTPD_STORE_H
+#define LMTPD_STORE_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+/*
+ * A reply for one recipient, filled by every store function that can
+ * fail.  The session sends "code status <recipient> text" to the client
+ * and logs detail, which names the file, the map key or the errno text.
+ */
+struct store_reply {
+    int code;          /* 250, 451, 550, ... */
+    char status[12];   /* enhanced status code (RFC 3463), "2.0.0" */
+    char text[128];    /* short reason for the client */
+    char detail[512];  /* longer reason for the log, or "" */
+};
+
+/* Failures that are not an errno value, for store_reply_set(). */
+enum store_failure {
+    STORE_OK,            /* 250 2.0.0 */
+    STORE_UNKNOWN_USER,  /* 550 5.1.1 */
+    STORE_MAP_ERROR,     /* 451 4.3.0: map missing, unreadable or bad */
+    STORE_MAILBOX_FULL,  /* 552 5.2.2 */
+    STORE_TOO_BIG,       /* 552 5.3.4 */
+    STORE_NO_SPACE,      /* 452 4.3.1 */
+    STORE_BUSY,          /* 451 4.2.0: mailbox lock not acquired */
+    STORE_LOCAL_ERROR    /* 451 4.3.0 */
+};
+
+void store_reply_set(struct store_reply *, enum store_failure,
+                     const char *detail_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void store_reply_errno(struct store_reply *, int err, const char *what,
+                       const char *path);
+
+/* A recipient's mailbox and limits, from one user map record. */
+struct mailbox {
+    char path[PATH_MAX]; /* absolute; a trailing '/' means Maildir */
+    int is_maildir;
+    unsigned long long quota_bytes;    /* 0: no limit */
+    unsigned long long quota_messages; /* 0: no limit */
+    int has_uid, has_gid;
+    uid_t uid;
+    gid_t gid;
+    char key[320];    /* the map key that matched, for the log */
+    char detail[256]; /* the +detail part of the local part, or "" */
+};
+
+/* users.c: the tinycdb user map. */
+int users_lookup(const char *map_path, const char *address,
+                 const char *delimiters, struct mailbox *,
+                 struct store_reply *);
+int users_parse_record(const char *value, size_t len, struct mailbox *,
+                       char *error, size_t error_size);
+int users_parse_size(const char *text, unsigned long long *value);
+
+/*
+ * One message for one recipient.  The spool holds the message with LF
+ * line ends and no dot-stuffing, from offset 0 to spool_size.
+ */
+struct delivery {
+    const char *reverse_path; /* without angle brackets; "" is <> */
+    const char *recipient;    /* forward-path without angle brackets */
+    const char *hostname;     /* this host, for Received */
+    const char *lhlo;         /* the client's LHLO argument */
+    const char *client;       /* the client's address, or "" when local */
+    const char *id;           /* queue id for Received and the log */
+    time_t arrival;           /* when the final dot or LAST chunk came */
+    int spool_fd;
+    off_t spool_size;
+};
+
+/* deliver.c: writes the header block and the message, answers 250 or not. */
+int store_deliver(const struct delivery *, const struct mailbox *,
+                  struct store_reply *);
+size_t store_header_block(const struct delivery *, char *buffer,
+                          size_t size);
+
+/* maildir.c and mbox.c: each writer leaves no partial message behind. */
+int maildir_deliver(const char *dir, const char *header, size_t header_len,
+                    int spool_fd, off_t spool_size, struct store_reply *);
+int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
+                 const char *header, size_t header_len, int spool_fd,
+                 off_t spool_size, struct store_reply *);
+
+#endif

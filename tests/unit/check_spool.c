@@ -1,0 +1,275 @@
+/*
+ * check_spool.c: the DATA reader.  Each case feeds bytes through a pipe
+ * and compares the spooled message, the status and the bytes left for
+ * the next command.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "session/lineio.h"
+#include "session/spool.h"
+
+struct data_case {
+    const char *name;
+    const char *input;
+    int bare_lf;
+    int status;
+    const char *stored;
+    const char *rest; /* what the next read_line gets, or NULL */
+};
+
+static const struct data_case cases[] = {
+    {"crlf to lf", "Hello\r\nWorld\r\n.\r\n", 0, LINEIO_OK,
+     "Hello\nWorld\n", NULL},
+    {"empty message", ".\r\n", 0, LINEIO_OK, "", NULL},
+    {"dot unstuffed", "..dot\r\n...\r\n.\r\n", 0, LINEIO_OK,
+     ".dot\n..\n", NULL},
+    {"lf dot lf kept", "a\n.\nb\r\n.\r\n", 0, LINEIO_OK, "a\n.\nb\n",
+     NULL},
+    {"cr dot cr kept", "a\r.\rb\r\n.\r\n", 0, LINEIO_OK, "a\r.\rb\n",
+     NULL},
+    {"lf dot crlf kept", "a\n.\r\nb\r\n.\r\n", 0, LINEIO_OK, "a\n.\nb\n",
+     NULL},
+    {"crlf dot lf kept", "a\r\n.\nb\r\n.\r\n", 0, LINEIO_OK, "a\n.\nb\n",
+     NULL},
+    {"bare cr kept", "bare\rcr\r\n.\r\n", 0, LINEIO_OK, "bare\rcr\n",
+     NULL},
+    {"cr before crlf", "x\r\r\n.\r\n", 0, LINEIO_OK, "x\r\n", NULL},
+    {"dot cr text", ".\rX\r\n.\r\n", 0, LINEIO_OK, "\rX\n", NULL},
+    {"dot space", ". \r\n.\r\n", 0, LINEIO_OK, " \n", NULL},
+    {"from line", "From me\r\n>From you\r\n.\r\n", 0, LINEIO_OK,
+     "From me\n>From you\n", NULL},
+    {"nul and 8bit", "a\0b \xe9\r\n.\r\n", 0, LINEIO_OK, "a\0b \xe9\n",
+     NULL},
+    {"next command kept", "a\r\n.\r\nQUIT\r\n", 0, LINEIO_OK, "a\n",
+     "QUIT"},
+    {"eof before end", "abc\r\n", 0, LINEIO_EOF, NULL, NULL},
+    {"eof after dot", "abc\r\n.", 0, LINEIO_EOF, NULL, NULL},
+    {"lf ends on terminal", "a\n.\n", 1, LINEIO_OK, "a\n", NULL},
+    {"terminal unstuffs", "a\n..b\n.\nNOOP\n", 1, LINEIO_OK, "a\n.b\n",
+     "NOOP"},
+    {"terminal crlf", "a\r\n.\r\n", 1, LINEIO_OK, "a\n", NULL},
+};
+
+/* Input lengths: the strings contain NUL bytes in one case. */
+static size_t
+input_length(const struct data_case *c)
+{
+    if (strcmp(c->name, "nul and 8bit") == 0)
+        return 10;
+    return strlen(c->input);
+}
+
+static size_t
+stored_length(const struct data_case *c)
+{
+    if (strcmp(c->name, "nul and 8bit") == 0)
+        return 6;
+    return strlen(c->stored);
+}
+
+/* Starts a child that writes input in pieces of chunk bytes, then exits. */
+static pid_t
+start_writer(int fd, const char *input, size_t len, size_t chunk)
+{
+    pid_t pid = fork();
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (size_t done = 0; done < len; done += chunk) {
+            size_t n = len - done < chunk ? len - done : chunk;
+
+            if (write(fd, input + done, n) != (ssize_t)n)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    return pid;
+}
+
+static void
+run_case(const struct data_case *c, size_t chunk)
+{
+    static struct lineio io;
+    static struct spool spool;
+    int fds[2];
+    pid_t writer;
+    int status;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    writer = start_writer(fds[1], c->input, input_length(c), chunk);
+    close(fds[1]);
+
+    lineio_init(&io, fds[0], -1, 10);
+    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    status = spool_read_data(&spool, &io, c->bare_lf);
+    ck_assert_msg(status == c->status, "%s (chunk %zu): status %d, not %d",
+                  c->name, chunk, status, c->status);
+
+    if (c->stored != NULL) {
+        char stored[256];
+        size_t expected = stored_length(c);
+
+        ck_assert_int_eq(spool.size, (off_t)expected);
+        ck_assert_int_eq(pread(spool.fd, stored, sizeof(stored), 0),
+                         (ssize_t)expected);
+        ck_assert_msg(memcmp(stored, c->stored, expected) == 0,
+                      "%s (chunk %zu): stored bytes differ", c->name, chunk);
+    }
+    if (c->rest != NULL) {
+        char line[64];
+        size_t len;
+
+        ck_assert_int_eq(lineio_read_line(&io, line, sizeof(line), &len),
+                         LINEIO_OK);
+        ck_assert_str_eq(line, c->rest);
+    }
+
+    spool_close(&spool);
+    close(fds[0]);
+    waitpid(writer, &status, 0);
+}
+
+START_TEST(data_table_one_write)
+{
+    run_case(&cases[_i], 4096);
+}
+END_TEST
+
+START_TEST(data_table_byte_writes)
+{
+    run_case(&cases[_i], 1);
+    run_case(&cases[_i], 2);
+    run_case(&cases[_i], 3);
+}
+END_TEST
+
+/* A message larger than every buffer, with dots at line starts. */
+START_TEST(data_large_message)
+{
+    static struct lineio io;
+    static struct spool spool;
+    size_t lines = 20000, len = 0;
+    char *input = malloc(lines * 16 + 8), *expected = malloc(lines * 16);
+    size_t expected_len = 0;
+    char stored[4096];
+    int fds[2], status;
+    pid_t writer;
+
+    for (size_t i = 0; i < lines; i++) {
+        int n = sprintf(input + len, "%s%08zu\r\n", i % 3 == 0 ? ".." : "x",
+                        i);
+        len += (size_t)n;
+        n = sprintf(expected + expected_len, "%s%08zu\n",
+                    i % 3 == 0 ? "." : "x", i);
+        expected_len += (size_t)n;
+    }
+    memcpy(input + len, ".\r\n", 3);
+    len += 3;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    writer = start_writer(fds[1], input, len, 7000);
+    close(fds[1]);
+    lineio_init(&io, fds[0], -1, 10);
+    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_OK);
+    ck_assert_int_eq(spool.size, (off_t)expected_len);
+
+    for (size_t offset = 0; offset < expected_len; offset += sizeof(stored)) {
+        size_t n = expected_len - offset < sizeof(stored)
+                       ? expected_len - offset
+                       : sizeof(stored);
+
+        ck_assert_int_eq(pread(spool.fd, stored, n, (off_t)offset),
+                         (ssize_t)n);
+        ck_assert_msg(memcmp(stored, expected + offset, n) == 0,
+                      "bytes differ near offset %zu", offset);
+    }
+    spool_close(&spool);
+    close(fds[0]);
+    waitpid(writer, &status, 0);
+    free(input);
+    free(expected);
+}
+END_TEST
+
+/* Past the maximum the data is still read to its end, and flagged. */
+START_TEST(data_too_big)
+{
+    static struct lineio io;
+    static struct spool spool;
+    const char *input = "0123456789\r\n0123456789\r\n.\r\nNOOP\r\n";
+    char line[32];
+    size_t len;
+    int fds[2], status;
+    pid_t writer;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    writer = start_writer(fds[1], input, strlen(input), 5);
+    close(fds[1]);
+    lineio_init(&io, fds[0], -1, 10);
+    ck_assert_int_eq(spool_open(&spool, "/tmp", 15), 0);
+    ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_OK);
+    ck_assert_int_eq(spool.too_big, 1);
+    ck_assert_int_eq(spool.size, 22);
+    ck_assert_int_eq(lineio_read_line(&io, line, sizeof(line), &len),
+                     LINEIO_OK);
+    ck_assert_str_eq(line, "NOOP");
+    spool_close(&spool);
+    close(fds[0]);
+    waitpid(writer, &status, 0);
+}
+END_TEST
+
+/* The idle timeout applies inside DATA too. */
+START_TEST(data_timeout)
+{
+    static struct lineio io;
+    static struct spool spool;
+    int fds[2];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(write(fds[1], "abc\r\n", 5), 5);
+    lineio_init(&io, fds[0], -1, 1);
+    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_TIMEOUT);
+    spool_close(&spool);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
+static Suite *
+spool_suite(void)
+{
+    Suite *suite = suite_create("spool");
+    TCase *table = tcase_create("data");
+    size_t count = sizeof(cases) / sizeof(cases[0]);
+
+    tcase_set_timeout(table, 30);
+    tcase_add_loop_test(table, data_table_one_write, 0, (int)count);
+    tcase_add_loop_test(table, data_table_byte_writes, 0, (int)count);
+    tcase_add_test(table, data_large_message);
+    tcase_add_test(table, data_too_big);
+    tcase_add_test(table, data_timeout);
+    suite_add_tcase(suite, table);
+    return suite;
+}
+
+int
+main(void)
+{
+    SRunner *runner = srunner_create(spool_suite());
+    int failed;
+
+    signal(SIGPIPE, SIG_IGN);
+    srunner_run_all(runner, CK_NORMAL);
+    failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
