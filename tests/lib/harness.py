@@ -1,0 +1,177 @@
+"""Start lmtpd under real socket activation for the tests.
+
+Each LmtpdServer gets its own folder under tests/work/: a text user map
+compiled with the real `cdb -c -m`, mailboxes, a spool folder and the
+server's log.  The server listens only on a unix socket in that folder,
+or on a loopback TCP port.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LMTPD = os.path.join(TOP, "lmtpd")
+WORK = os.path.join(TOP, "tests", "work")
+HOSTNAME = "mx.test.example"
+
+
+def make_folder(name):
+    """Return an empty folder tests/work/NAME, removing an old one."""
+    path = os.path.join(WORK, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def build_map(folder, lines):
+    """Write users.txt from `key value` lines and compile users.cdb."""
+    text = os.path.join(folder, "users.txt")
+    cdb = os.path.join(folder, "users.cdb")
+    with open(text, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+    subprocess.run(["cdb", "-c", "-m", cdb, text], check=True)
+    return cdb
+
+
+class LmtpdServer:
+    """lmtpd behind systemd-socket-activate, stopped by stop()."""
+
+    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None):
+        """users maps an address to its mailbox name under the folder:
+        a name ending in "/" is a Maildir, any other an mbox file.  A
+        value that contains "=" is used as the record as it is.
+        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd"."""
+        self.folder = make_folder(name)
+        self.mail = os.path.join(self.folder, "mail")
+        self.spool = os.path.join(self.folder, "spool")
+        os.makedirs(self.mail)
+        os.makedirs(self.spool)
+        records = []
+        for address, box in users.items():
+            if "=" in box:
+                records.append("%s %s" % (address, box))
+            else:
+                records.append("%s mailbox=%s" % (address, self.path(box)))
+        self.map = build_map(self.folder, records)
+        self.socket_path = os.path.join(self.folder, "lmtp.sock")
+        self.tcp = tcp
+        self.log_path = os.path.join(self.folder, "lmtpd.log")
+        listen = self.socket_path if tcp is None else tcp
+        command = ["systemd-socket-activate", "-l", listen]
+        if mode == "accept":
+            command.append("--accept")
+        elif mode == "inetd":
+            command += ["--accept", "--inetd"]
+        command += [LMTPD, "--map", self.map, "--hostname", HOSTNAME,
+                    "--spool-dir", self.spool, "--log", "stderr"]
+        command += list(extra_args)
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                                        stdout=self.log, stderr=self.log)
+        self._wait_ready()
+
+    def path(self, box):
+        return os.path.join(self.mail, box)
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("systemd-socket-activate exited: see "
+                                   + self.log_path)
+            try:
+                with self.connect_raw():
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("lmtpd socket not ready: " + self.log_path)
+
+    def connect_raw(self):
+        """Return a socket connected to the server (the caller closes it)."""
+        if self.tcp is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(self.socket_path)
+        else:
+            host, port = self.tcp.rsplit(":", 1)
+            s = socket.create_connection((host.strip("[]"), int(port)))
+        s.settimeout(20)
+        return s
+
+    def log_text(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class Dialogue:
+    """A raw LMTP client that reads every reply line."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def line(self):
+        """Return the next reply line without CRLF; b"" at end of stream."""
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                rest, self.buffer = self.buffer, b""
+                return rest
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def reply(self):
+        """Return one whole reply as a list of lines (multi-line aware)."""
+        lines = [self.line()]
+        while len(lines[-1]) > 3 and lines[-1][3:4] == b"-":
+            lines.append(self.line())
+        return [l.decode("utf-8", "replace") for l in lines]
+
+    def closed(self):
+        """Return True when the server has closed the connection."""
+        if self.buffer:
+            return False
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, TimeoutError):
+            return False
+
+
+def maildir_messages(path):
+    """Return the bytes of every message in a Maildir's new/, by name."""
+    new = os.path.join(path, "new")
+    result = {}
+    for name in sorted(os.listdir(new)):
+        with open(os.path.join(new, name), "rb") as f:
+            result[name] = f.read()
+    return result
+
+
+def strip_header_block(message):
+    """Split a stored message into (added header block, original bytes).
+    The block is Return-Path, Delivered-To and a three-line Received."""
+    lines = message.split(b"\n", 5)
+    if not (lines[0].startswith(b"Return-Path: <")
+            and lines[1].startswith(b"Delivered-To: ")
+            and lines[2].startswith(b"Received: from ")
+            and lines[3].startswith(b"\tby ")
+            and lines[4].startswith(b"\tfor <")):
+        raise AssertionError("no header block at the top: %r" % message[:300])
+    return b"\n".join(lines[:5]) + b"\n", lines[5] if len(lines) > 5 else b""
