@@ -91,4 +91,7 @@ int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);
 
+/* mbox.c: maximum wait in seconds for an mbox's locks, 30 by default. */
+void mbox_set_lock_timeout(unsigned seconds);
+
 #endif

@@ -1,0 +1,164 @@
+/*
+ * deliver.c: delivers one spooled message to one recipient.  Builds the
+ * per-recipient header block (Return-Path, Delivered-To, Received) and
+ * hands it with the spool to the Maildir or mbox writer.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/store.h"
+
+/*
+ * Maximum size of the header block.  RFC 5321 4.5.3.1 limits a path to
+ * 256 bytes and a domain to 255, so a valid envelope needs under 2 KiB.
+ */
+#define HEADER_BLOCK_SIZE 4096
+
+/* A bounded output buffer that remembers whether anything was cut. */
+struct header_buffer {
+    char *data;
+    size_t size;
+    size_t len;
+    int overflow;
+};
+
+static void
+append_text(struct header_buffer *out, const char *text)
+{
+    size_t len = strlen(text);
+
+    if (out->overflow || len >= out->size - out->len) {
+        out->overflow = 1;
+        return;
+    }
+    memcpy(out->data + out->len, text, len);
+    out->len += len;
+}
+
+/*
+ * Appends a value from the envelope or the session with each control
+ * byte replaced by '?'.  The session rejects control bytes already, and
+ * this second check keeps a CR or LF from starting a header line of its
+ * own (RFC 5322 section 2.2).
+ */
+static void
+append_value(struct header_buffer *out, const char *text)
+{
+    size_t start = out->len;
+    size_t i;
+
+    append_text(out, text != NULL ? text : "");
+    if (out->overflow)
+        return;
+    for (i = start; i < out->len; i++) {
+        unsigned char c = (unsigned char)out->data[i];
+
+        if (c < 0x20 || c == 0x7f)
+            out->data[i] = '?';
+    }
+}
+
+/*
+ * Formats a date-time as RFC 5322 section 3.3 wants it, in local time
+ * with a numeric zone.  Day and month names come from a table because
+ * strftime()'s %a and %b follow the locale.
+ */
+static int
+format_date(char *out, size_t size, time_t when)
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed",
+                                    "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr",
+                                       "May", "Jun", "Jul", "Aug",
+                                       "Sep", "Oct", "Nov", "Dec"};
+    char zone[8];
+    struct tm tm;
+    int len;
+
+    if (localtime_r(&when, &tm) == NULL ||
+        strftime(zone, sizeof zone, "%z", &tm) == 0)
+        return -1;
+
+    len = snprintf(out, size, "%s, %02d %s %d %02d:%02d:%02d %s",
+                   days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+                   tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
+    return len > 0 && (size_t)len < size ? 0 : -1;
+}
+
+/*
+ * Formats the header block for one recipient into buffer, with LF line
+ * ends and a NUL after it.  The Received field follows RFC 5321 4.4 with
+ * the "LMTP" protocol keyword of RFC 3848.  Returns the length without
+ * the NUL, or 0 when the block does not fit or the date cannot be made.
+ */
+size_t
+store_header_block(const struct delivery *d, char *buffer, size_t size)
+{
+    struct header_buffer out = {buffer, size, 0, 0};
+    char date[64];
+
+    if (size == 0 || format_date(date, sizeof date, d->arrival) == -1)
+        return 0;
+
+    append_text(&out, "Return-Path: <");
+    append_value(&out, d->reverse_path);
+    append_text(&out, ">\nDelivered-To: ");
+    append_value(&out, d->recipient);
+    append_text(&out, "\nReceived: from ");
+    append_value(&out, d->lhlo);
+    if (d->client != NULL && d->client[0] != '\0') {
+        append_text(&out, " (");
+        append_value(&out, d->client);
+        append_text(&out, ")");
+    }
+    append_text(&out, "\n\tby ");
+    append_value(&out, d->hostname);
+    append_text(&out, " (lmtpd) with LMTP id ");
+    append_value(&out, d->id);
+    append_text(&out, "\n\tfor <");
+    append_value(&out, d->recipient);
+    append_text(&out, ">; ");
+    append_text(&out, date);
+    append_text(&out, "\n");
+
+    if (out.overflow)
+        return 0;
+    buffer[out.len] = '\0';
+    return out.len;
+}
+
+/*
+ * Delivers the spooled message with its header block to the mailbox.
+ * Returns 0 with a 250 reply only when the message is on disk and
+ * fsynced.  Returns -1 with the reply set after the writer has removed
+ * what it wrote, with the exceptions that maildir_deliver() and
+ * mbox_deliver() document.
+ */
+int
+store_deliver(const struct delivery *d, const struct mailbox *mb,
+              struct store_reply *reply)
+{
+    char header[HEADER_BLOCK_SIZE];
+    size_t len;
+
+    if (d->spool_size < 0) {
+        store_reply_set(reply, STORE_LOCAL_ERROR, "invalid spool size %lld",
+                        (long long)d->spool_size);
+        return -1;
+    }
+    len = store_header_block(d, header, sizeof header);
+    if (len == 0) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "header block for %s does not fit in %zu bytes",
+                        mb->path, sizeof header);
+        return -1;
+    }
+
+    /* TODO: enforce mb->quota_bytes and mb->quota_messages. */
+    if (mb->is_maildir)
+        return maildir_deliver(mb->path, header, len, d->spool_fd,
+                               d->spool_size, reply);
+    return mbox_deliver(mb->path, d->reverse_path, d->arrival, header, len,
+                        d->spool_fd, d->spool_size, reply);
+}

@@ -1,0 +1,100 @@
+/*
+ * reply.c: the one place that turns a delivery failure or an errno value
+ * into an LMTP reply code, an enhanced status code (RFC 3463) and a short
+ * text for the client, with a longer detail for the log.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store.h"
+
+struct reply_entry {
+    int code;
+    const char *status;
+    const char *text;
+};
+
+/*
+ * Indexed by enum store_failure.  A 4xx makes the MTA keep the message
+ * and retry, and a 5xx makes it bounce the message (RFC 5321 section
+ * 4.2.1), so only conditions that a retry is unlikely to change get 5xx.
+ */
+static const struct reply_entry reply_table[] = {
+    [STORE_OK] = {250, "2.0.0", "delivered"},
+    [STORE_UNKNOWN_USER] = {550, "5.1.1", "no such user"},
+    [STORE_MAP_ERROR] = {451, "4.3.0", "user map unavailable, try again later"},
+    [STORE_MAILBOX_FULL] = {552, "5.2.2", "mailbox full"},
+    [STORE_TOO_BIG] = {552, "5.3.4", "message too big"},
+    [STORE_NO_SPACE] = {452, "4.3.1", "insufficient system storage"},
+    [STORE_BUSY] = {451, "4.2.0", "mailbox busy"},
+    [STORE_LOCAL_ERROR] = {451, "4.3.0", "local error"},
+};
+
+static void
+set_code(struct store_reply *reply, enum store_failure failure)
+{
+    const struct reply_entry *entry;
+
+    /* An out-of-range value is a bug, and a bug must defer, not bounce. */
+    if ((size_t)failure >= sizeof reply_table / sizeof reply_table[0])
+        failure = STORE_LOCAL_ERROR;
+    entry = &reply_table[failure];
+
+    reply->code = entry->code;
+    snprintf(reply->status, sizeof reply->status, "%s", entry->status);
+    snprintf(reply->text, sizeof reply->text, "%s", entry->text);
+}
+
+/* Sets the reply for a failure, or for success with STORE_OK. */
+void
+store_reply_set(struct store_reply *reply, enum store_failure failure,
+                const char *detail_fmt, ...)
+{
+    va_list ap;
+
+    set_code(reply, failure);
+
+    reply->detail[0] = '\0';
+    if (detail_fmt == NULL)
+        return;
+    va_start(ap, detail_fmt);
+    vsnprintf(reply->detail, sizeof reply->detail, detail_fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * Sets the reply for a failed system call: ENOSPC is 452 4.3.1, EDQUOT
+ * 552 5.2.2, EFBIG (file size limit) 552 5.3.4, and every other value,
+ * EACCES, EPERM, ELOOP and EMLINK included, 451 4.3.0.  The detail reads
+ * "<what> <path>: <strerror>", for example "open /var/mail/bob: ...".
+ */
+void
+store_reply_errno(struct store_reply *reply, int err, const char *what,
+                  const char *path)
+{
+    enum store_failure failure;
+
+    switch (err) {
+    case ENOSPC:
+        failure = STORE_NO_SPACE;
+        break;
+#ifdef EDQUOT
+    case EDQUOT:
+        failure = STORE_MAILBOX_FULL;
+        break;
+#endif
+    case EFBIG:
+        failure = STORE_TOO_BIG;
+        break;
+    default:
+        failure = STORE_LOCAL_ERROR;
+        break;
+    }
+
+    if (path == NULL || path[0] == '\0')
+        store_reply_set(reply, failure, "%s: %s", what, strerror(err));
+    else
+        store_reply_set(reply, failure, "%s %s: %s", what, path, strerror(err));
+}
