@@ -47,7 +47,20 @@ usage(FILE *out)
         "  -d, --recipient-delimiter CHARS\n"
         "                          characters that start a +detail in a\n"
         "                          local part, \"\" for none (default +)\n"
+        "      --create-folders    create the Maildir++ folder of a +detail\n"
+        "                          when it is missing (default: deliver to\n"
+        "                          the inbox)\n"
         "  -t, --timeout SECONDS   idle timeout of a session (default 300)\n"
+        "      --session-timeout SECONDS\n"
+        "                          limit on a whole session, 0 for none\n"
+        "                          (default 3600)\n"
+        "      --max-line-length BYTES\n"
+        "                          longest command line, without CRLF\n"
+        "                          (default 2048, at least 510)\n"
+        "      --max-recipients N  recipients in one transaction (default\n"
+        "                          1000, at least 100)\n"
+        "      --max-errors N      command errors before the session is\n"
+        "                          closed, 0 for no limit (default 20)\n"
         "  -S, --spool-dir DIR     folder for the unnamed spool file\n"
         "                          (default $TMPDIR or /tmp)\n"
         "  -c, --max-children N    connections served at once when systemd\n"
@@ -61,7 +74,8 @@ usage(FILE *out)
 }
 
 static unsigned long
-parse_number(const char *option, const char *text, unsigned long max)
+parse_number(const char *option, const char *text, unsigned long min,
+             unsigned long max)
 {
     char *end;
     unsigned long value;
@@ -69,13 +83,22 @@ parse_number(const char *option, const char *text, unsigned long max)
     errno = 0;
     value = strtoul(text, &end, 10);
     if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
-        value > max) {
+        value < min || value > max) {
         fprintf(stderr, "lmtpd: invalid value \"%s\" for %s: expected a "
-                "whole number from 0 to %lu\n", text, option, max);
+                "whole number from %lu to %lu\n", text, option, min, max);
         exit(EX_USAGE);
     }
     return value;
 }
+
+/* Long options without a short form. */
+enum {
+    OPTION_SESSION_TIMEOUT = 256,
+    OPTION_MAX_LINE,
+    OPTION_MAX_RECIPIENTS,
+    OPTION_MAX_ERRORS,
+    OPTION_CREATE_FOLDERS
+};
 
 static void
 parse_options(int argc, char **argv, struct session_config *config,
@@ -90,6 +113,11 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"spool-dir", required_argument, NULL, 'S'},
         {"max-children", required_argument, NULL, 'c'},
         {"log", required_argument, NULL, 'l'},
+        {"session-timeout", required_argument, NULL, OPTION_SESSION_TIMEOUT},
+        {"max-line-length", required_argument, NULL, OPTION_MAX_LINE},
+        {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
+        {"max-errors", required_argument, NULL, OPTION_MAX_ERRORS},
+        {"create-folders", no_argument, NULL, OPTION_CREATE_FOLDERS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -122,17 +150,34 @@ parse_options(int argc, char **argv, struct session_config *config,
             break;
         case 't':
             config->timeout =
-                (unsigned int)parse_number("--timeout", optarg, 86400);
+                (unsigned int)parse_number("--timeout", optarg, 0, 86400);
             break;
         case 'S':
             config->spool_dir = optarg;
             break;
+        case OPTION_SESSION_TIMEOUT:
+            config->session_timeout = (unsigned int)parse_number(
+                "--session-timeout", optarg, 0, 604800);
+            break;
+        case OPTION_MAX_LINE:
+            /* RFC 5321 section 4.5.3.1.4: 512 octets with the CRLF. */
+            config->max_line_length = parse_number("--max-line-length",
+                                                   optarg, 510, 1048576);
+            break;
+        case OPTION_MAX_RECIPIENTS:
+            /* RFC 5321 section 4.5.3.1.8: at least 100 recipients. */
+            config->max_recipients = parse_number("--max-recipients",
+                                                  optarg, 100, 1000000);
+            break;
+        case OPTION_CREATE_FOLDERS:
+            config->create_folders = 1;
+            break;
+        case OPTION_MAX_ERRORS:
+            config->max_errors = (unsigned int)parse_number(
+                "--max-errors", optarg, 0, 1000000);
+            break;
         case 'c':
-            *max_children = parse_number("--max-children", optarg, 100000);
-            if (*max_children == 0) {
-                fprintf(stderr, "lmtpd: --max-children must be at least 1\n");
-                exit(EX_USAGE);
-            }
+            *max_children = parse_number("--max-children", optarg, 1, 100000);
             break;
         case 'l':
             if (log_parse_target(optarg, log_target) < 0) {
@@ -283,6 +328,10 @@ main(int argc, char **argv)
         .delimiters = "+",
         .max_size = 50ULL * 1024 * 1024,
         .timeout = 300,
+        .session_timeout = 3600,
+        .max_errors = 20,
+        .max_recipients = 1000,
+        .max_line_length = 2048,
     };
     enum log_target log_target = LOG_TARGET_AUTO;
     unsigned long max_children = 100;
@@ -290,6 +339,9 @@ main(int argc, char **argv)
 
     umask(077);
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit must fail the write with EFBIG, so that the
+     * mbox writer can cut its partial message off, not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     config.spool_dir = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0'
                            ? getenv("TMPDIR")
                            : "/tmp";

@@ -1,6 +1,6 @@
 /*
  * command.c: the command grammar of RFC 5321 section 4.1 as LMTP uses
- * it.  Verbs are case-insensitive; MAIL and RCPT take a path and then
+ * it.  Verbs are case-insensitive.  MAIL and RCPT take a path and then
  * space-separated esmtp-keyword[=esmtp-value] parameters.
  */
 #include <ctype.h>
@@ -16,7 +16,8 @@ static const struct {
     enum command_verb verb;
 } verbs[] = {
     {"LHLO", VERB_LHLO}, {"MAIL", VERB_MAIL}, {"RCPT", VERB_RCPT},
-    {"DATA", VERB_DATA}, {"RSET", VERB_RSET}, {"NOOP", VERB_NOOP},
+    {"DATA", VERB_DATA}, {"BDAT", VERB_BDAT}, {"RSET", VERB_RSET},
+    {"NOOP", VERB_NOOP},
     {"VRFY", VERB_VRFY}, {"QUIT", VERB_QUIT}, {"HELO", VERB_HELO},
     {"EHLO", VERB_EHLO}, {"HELP", VERB_HELP},
 };
@@ -150,7 +151,36 @@ parse_size_value(const char *value, unsigned long long *size)
     return errno != 0 || *end != '\0' ? -1 : 0;
 }
 
-/* MAIL FROM:<reverse-path> [SIZE=n] [BODY=7BIT|8BITMIME] */
+static int
+has_non_ascii(const char *text)
+{
+    for (; *text != '\0'; text++) {
+        if ((unsigned char)*text >= 0x80)
+            return 1;
+    }
+    return 0;
+}
+
+/* BODY=7BIT, 8BITMIME (RFC 6152) or BINARYMIME (RFC 3030). */
+static int
+parse_body_value(const char *value, enum body_type *body)
+{
+    if (strcasecmp(value, "7BIT") == 0)
+        *body = BODY_7BIT;
+    else if (strcasecmp(value, "8BITMIME") == 0)
+        *body = BODY_8BITMIME;
+    else if (strcasecmp(value, "BINARYMIME") == 0)
+        *body = BODY_BINARYMIME;
+    else
+        return -1;
+    return 0;
+}
+
+/*
+ * MAIL FROM:<reverse-path> [SIZE=n] [BODY=type] [SMTPUTF8].  The path is
+ * read before the parameters, so a non-ASCII path is checked against
+ * SMTPUTF8 once all parameters are known.
+ */
 int
 command_parse_mail(const char *argument, unsigned long long max_size,
                    struct mail_request *mail, struct command_error *error)
@@ -158,7 +188,8 @@ command_parse_mail(const char *argument, unsigned long long max_size,
     char keyword[32], value[PATH_MAX_LENGTH];
     int has_value, seen_size = 0, seen_body = 0, status;
 
-    argument = parse_path_argument(argument, "FROM:", PATH_ALLOW_NULL,
+    argument = parse_path_argument(argument, "FROM:",
+                                   PATH_ALLOW_NULL | PATH_ALLOW_UTF8,
                                    mail->reverse_path,
                                    sizeof(mail->reverse_path), "5.1.7",
                                    error);
@@ -166,6 +197,7 @@ command_parse_mail(const char *argument, unsigned long long max_size,
         return -1;
     mail->size = 0;
     mail->body = BODY_7BIT;
+    mail->smtputf8 = 0;
 
     while ((status = next_parameter(&argument, keyword, sizeof(keyword),
                                     value, sizeof(value), &has_value)) > 0) {
@@ -177,32 +209,36 @@ command_parse_mail(const char *argument, unsigned long long max_size,
                 return fail(error, 552, "5.3.4",
                             "message size exceeds fixed maximum size");
         } else if (strcasecmp(keyword, "BODY") == 0) {
-            if (seen_body++ || !has_value)
+            if (seen_body++ || !has_value ||
+                parse_body_value(value, &mail->body) < 0)
                 return fail(error, 501, "5.5.4", "invalid BODY parameter");
-            if (strcasecmp(value, "7BIT") == 0)
-                mail->body = BODY_7BIT;
-            else if (strcasecmp(value, "8BITMIME") == 0)
-                mail->body = BODY_8BITMIME;
-            else
-                return fail(error, 501, "5.5.4", "invalid BODY parameter");
+        } else if (strcasecmp(keyword, "SMTPUTF8") == 0) {
+            if (mail->smtputf8++ || has_value)
+                return fail(error, 501, "5.5.4",
+                            "invalid SMTPUTF8 parameter");
         } else {
             return fail(error, 555, "5.5.4", "unsupported MAIL parameter");
         }
     }
     if (status < 0)
         return fail(error, 501, "5.5.4", "invalid MAIL parameter syntax");
+    if (!mail->smtputf8 && has_non_ascii(mail->reverse_path))
+        return fail(error, 553, "5.6.7",
+                    "non-ASCII address requires SMTPUTF8");
     return 0;
 }
 
 /* RCPT TO:<forward-path>, with no parameters supported. */
 int
-command_parse_rcpt(const char *argument, struct rcpt_request *rcpt,
-                   struct command_error *error)
+command_parse_rcpt(const char *argument, int smtputf8,
+                   struct rcpt_request *rcpt, struct command_error *error)
 {
     char keyword[32], value[PATH_MAX_LENGTH];
     int has_value, status;
 
-    argument = parse_path_argument(argument, "TO:", PATH_ALLOW_POSTMASTER,
+    argument = parse_path_argument(argument, "TO:",
+                                   PATH_ALLOW_POSTMASTER |
+                                       (smtputf8 ? PATH_ALLOW_UTF8 : 0),
                                    rcpt->forward_path,
                                    sizeof(rcpt->forward_path), "5.1.3",
                                    error);
@@ -216,4 +252,26 @@ command_parse_rcpt(const char *argument, struct rcpt_request *rcpt,
     if (status < 0)
         return fail(error, 501, "5.5.4", "invalid RCPT parameter syntax");
     return 0;
+}
+
+/* BDAT chunk-size [LAST], RFC 3030 section 2. */
+int
+command_parse_bdat(const char *argument, unsigned long long *size, int *last)
+{
+    char *end;
+
+    if (!isdigit((unsigned char)argument[0]))
+        return -1;
+    errno = 0;
+    *size = strtoull(argument, &end, 10);
+    if (errno != 0)
+        return -1;
+    *last = 0;
+    if (*end == '\0')
+        return 0;
+    if (strcasecmp(end, " LAST") == 0) {
+        *last = 1;
+        return 0;
+    }
+    return -1;
 }

@@ -13,6 +13,7 @@ enum command_verb {
     VERB_MAIL,
     VERB_RCPT,
     VERB_DATA,
+    VERB_BDAT,
     VERB_RSET,
     VERB_NOOP,
     VERB_VRFY,
@@ -22,7 +23,7 @@ enum command_verb {
     VERB_HELP
 };
 
-enum body_type { BODY_7BIT, BODY_8BITMIME };
+enum body_type { BODY_7BIT, BODY_8BITMIME, BODY_BINARYMIME };
 
 /* A reply for a rejected command: code, enhanced status and text. */
 struct command_error {
@@ -35,6 +36,7 @@ struct mail_request {
     char reverse_path[PATH_MAX_LENGTH];
     unsigned long long size; /* SIZE=, 0 when absent */
     enum body_type body;
+    int smtputf8; /* the SMTPUTF8 parameter was given (RFC 6531) */
 };
 
 struct rcpt_request {
@@ -44,7 +46,9 @@ struct rcpt_request {
 enum command_verb command_verb(const char *line, const char **argument);
 int command_parse_mail(const char *argument, unsigned long long max_size,
                        struct mail_request *, struct command_error *);
-int command_parse_rcpt(const char *argument, struct rcpt_request *,
-                       struct command_error *);
+int command_parse_rcpt(const char *argument, int smtputf8,
+                       struct rcpt_request *, struct command_error *);
+int command_parse_bdat(const char *argument, unsigned long long *size,
+                       int *last);
 
 #endif

@@ -1,12 +1,13 @@
 /*
  * lineio.c: the client's byte stream.  Replies are buffered and sent
  * before every read that would block, so pipelined commands (RFC 2920)
- * are answered in order with few writes.
+ * get their replies in order with few writes.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "session/lineio.h"
@@ -21,6 +22,41 @@ lineio_init(struct lineio *io, int in_fd, int out_fd, unsigned int timeout)
     io->end = 0;
     io->out_len = 0;
     io->write_failed = 0;
+    io->deadline_ms = 0;
+    io->deadline_passed = 0;
+}
+
+static long long
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Limits the whole session to seconds from now; 0 removes the limit. */
+void
+lineio_set_deadline(struct lineio *io, unsigned int seconds)
+{
+    io->deadline_ms = seconds > 0 ? now_ms() + (long long)seconds * 1000 : 0;
+}
+
+/* Returns the poll() wait: the idle timeout, cut short by the deadline. */
+static int
+wait_ms(struct lineio *io)
+{
+    long long wait = io->timeout > 0 ? (long long)io->timeout * 1000 : -1;
+
+    if (io->deadline_ms > 0) {
+        long long left = io->deadline_ms - now_ms();
+
+        if (left < 0)
+            left = 0;
+        if (wait < 0 || left < wait)
+            wait = left;
+    }
+    return (int)wait;
 }
 
 int
@@ -74,7 +110,6 @@ int
 lineio_fill(struct lineio *io)
 {
     struct pollfd pfd = {.fd = io->in_fd, .events = POLLIN};
-    int wait_ms = io->timeout > 0 ? (int)io->timeout * 1000 : -1;
     ssize_t n;
 
     if (lineio_flush(io) < 0)
@@ -88,14 +123,17 @@ lineio_fill(struct lineio *io)
         return LINEIO_OK;
 
     for (;;) {
-        int ready = poll(&pfd, 1, wait_ms);
+        int ready = poll(&pfd, 1, wait_ms(io));
 
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready < 0)
             return LINEIO_ERROR;
-        if (ready == 0)
+        if (ready == 0) {
+            io->deadline_passed =
+                io->deadline_ms > 0 && now_ms() >= io->deadline_ms;
             return LINEIO_TIMEOUT;
+        }
         n = read(io->in_fd, io->input + io->end, sizeof(io->input) - io->end);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
@@ -147,5 +185,27 @@ lineio_read_line(struct lineio *io, char *line, size_t size, size_t *length)
         len--;
     line[len] = '\0';
     *length = len;
+    return LINEIO_OK;
+}
+
+/* Reads and drops count bytes, for a chunk that is rejected. */
+int
+lineio_skip(struct lineio *io, unsigned long long count)
+{
+    while (count > 0) {
+        size_t available = io->end - io->start;
+
+        if (available == 0) {
+            int status = lineio_fill(io);
+
+            if (status != LINEIO_OK)
+                return status;
+            continue;
+        }
+        if (available > count)
+            available = (size_t)count;
+        io->start += available;
+        count -= available;
+    }
     return LINEIO_OK;
 }

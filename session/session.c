@@ -19,12 +19,6 @@
 #include "session/spool.h"
 #include "store/store.h"
 
-/* RFC 5321 section 4.5.3.1.8 asks for at least 100 recipients. */
-#define MAX_RECIPIENTS 1000
-
-/* Longest command line kept, with room above RFC 5321's 512 octets. */
-#define MAX_COMMAND_LINE 2048
-
 struct recipient {
     char address[PATH_MAX_LENGTH];
     struct mailbox mailbox;
@@ -41,12 +35,32 @@ struct session {
     struct mail_request mail;
     struct recipient **recipients;
     size_t recipient_count;
+    struct spool *spool;  /* open from DATA or the first BDAT */
+    int chunking;         /* BDAT was used in this transaction */
+    int chunk_failed;     /* a chunk was rejected: only RSET or MAIL */
+    struct store_reply chunk_failure; /* why, repeated at BDAT LAST */
+    unsigned int errors;  /* 4xx and 5xx replies to commands */
     struct lineio io;
-    char line[MAX_COMMAND_LINE + 1];
+    char *line;           /* config->max_line_length + 2 bytes */
 };
 
 enum { CONTINUE = 0, CLOSE = 1 };
 
+static void
+send_reply(struct session *s, int code, const char *status,
+           const char *format, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void
+send_reply(struct session *s, int code, const char *status,
+           const char *format, va_list ap)
+{
+    char text[512];
+
+    vsnprintf(text, sizeof(text), format, ap);
+    lineio_printf(&s->io, "%d %s %s\r\n", code, status, text);
+}
+
+/* Sends a reply to a command.  4xx and 5xx count toward --max-errors. */
 static void
 reply(struct session *s, int code, const char *status, const char *format,
       ...) __attribute__((format(printf, 4, 5)));
@@ -55,13 +69,29 @@ static void
 reply(struct session *s, int code, const char *status, const char *format,
       ...)
 {
-    char text[512];
+    va_list ap;
+
+    if (code >= 400)
+        s->errors++;
+    va_start(ap, format);
+    send_reply(s, code, status, format, ap);
+    va_end(ap);
+}
+
+/* Sends one recipient's delivery result, which is not a command error. */
+static void
+reply_result(struct session *s, int code, const char *status,
+             const char *format, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+reply_result(struct session *s, int code, const char *status,
+             const char *format, ...)
+{
     va_list ap;
 
     va_start(ap, format);
-    vsnprintf(text, sizeof(text), format, ap);
+    send_reply(s, code, status, format, ap);
     va_end(ap);
-    lineio_printf(&s->io, "%d %s %s\r\n", code, status, text);
 }
 
 static void
@@ -73,6 +103,13 @@ reset_transaction(struct session *s)
     s->recipients = NULL;
     s->recipient_count = 0;
     s->in_transaction = 0;
+    if (s->spool != NULL) {
+        spool_close(s->spool);
+        free(s->spool);
+        s->spool = NULL;
+    }
+    s->chunking = 0;
+    s->chunk_failed = 0;
 }
 
 /* Makes a session id of 12 hex digits, for the log and Received. */
@@ -118,6 +155,9 @@ do_lhlo(struct session *s, const char *argument)
     lineio_printf(&s->io, "250-PIPELINING\r\n");
     lineio_printf(&s->io, "250-ENHANCEDSTATUSCODES\r\n");
     lineio_printf(&s->io, "250-8BITMIME\r\n");
+    lineio_printf(&s->io, "250-CHUNKING\r\n");
+    lineio_printf(&s->io, "250-BINARYMIME\r\n");
+    lineio_printf(&s->io, "250-SMTPUTF8\r\n");
     if (config->max_size > 0)
         lineio_printf(&s->io, "250 SIZE %llu\r\n", config->max_size);
     else
@@ -134,10 +174,11 @@ do_mail(struct session *s, const char *argument)
         reply(s, 503, "5.5.1", "send LHLO first");
         return CONTINUE;
     }
-    if (s->in_transaction) {
+    if (s->in_transaction && !s->chunk_failed) {
         reply(s, 503, "5.5.1", "nested MAIL command");
         return CONTINUE;
     }
+    reset_transaction(s);
     if (command_parse_mail(argument, s->config->max_size, &s->mail,
                            &error) < 0) {
         reply(s, error.code, error.status, "%s", error.text);
@@ -183,13 +224,17 @@ do_rcpt(struct session *s, const char *argument)
         reply(s, 503, "5.5.1", "need MAIL command");
         return CONTINUE;
     }
-    if (command_parse_rcpt(argument, &rcpt, &error) < 0) {
+    if (s->chunking) {
+        reply(s, 503, "5.5.1", "RCPT after BDAT");
+        return CONTINUE;
+    }
+    if (command_parse_rcpt(argument, s->mail.smtputf8, &rcpt, &error) < 0) {
         reply(s, error.code, error.status, "%s", error.text);
         return CONTINUE;
     }
-    if (s->recipient_count >= MAX_RECIPIENTS) {
-        reply(s, 452, "4.5.3", "<%s> too many recipients",
-              rcpt.forward_path);
+    if (s->recipient_count >= s->config->max_recipients) {
+        reply_result(s, 452, "4.5.3", "<%s> too many recipients",
+                     rcpt.forward_path);
         return CONTINUE;
     }
     if (users_lookup(s->config->map_path, rcpt.forward_path,
@@ -197,8 +242,9 @@ do_rcpt(struct session *s, const char *argument)
         if (result.detail[0] != '\0')
             log_warning("to=<%s> reply=%d %s %s", rcpt.forward_path,
                         result.code, result.status, result.detail);
-        reply(s, result.code, result.status, "<%s> %s", rcpt.forward_path,
-              result.text);
+        /* An unknown user is no protocol error: not counted. */
+        reply_result(s, result.code, result.status, "<%s> %s",
+                     rcpt.forward_path, result.text);
         return CONTINUE;
     }
     if (add_recipient(s, rcpt.forward_path, &mailbox) < 0) {
@@ -223,7 +269,7 @@ log_result(struct session *s, const struct recipient *recipient,
                 result->detail[0] != '\0' ? ": " : "", result->detail);
 }
 
-/* Delivers the spooled message to each recipient, answering in order. */
+/* Delivers the spooled message to each recipient, replying in order. */
 static void
 deliver_all(struct session *s, struct spool *spool)
 {
@@ -237,6 +283,7 @@ deliver_all(struct session *s, struct spool *spool)
         .arrival = time(NULL),
         .spool_fd = spool->fd,
         .spool_size = spool->size,
+        .create_folders = s->config->create_folders,
     };
 
     snprintf(queue_id, sizeof(queue_id), "%s.%u", s->id, s->transactions);
@@ -255,22 +302,61 @@ deliver_all(struct session *s, struct spool *spool)
             store_deliver(&delivery, &recipient->mailbox, &result);
         }
         log_result(s, recipient, spool->size, &result);
-        reply(s, result.code, result.status, "<%s> %s", recipient->address,
-              result.text);
+        reply_result(s, result.code, result.status, "<%s> %s",
+                     recipient->address, result.text);
 
         /* Each 250 goes out as soon as it is true, not after the rest. */
         lineio_flush(&s->io);
     }
 }
 
+/* Opens the transaction's spool, or logs why it cannot and returns -1. */
+static int
+open_spool(struct session *s)
+{
+    if (s->spool != NULL)
+        return 0;
+    s->spool = malloc(sizeof(*s->spool));
+    if (s->spool != NULL &&
+        spool_open(s->spool, s->config->spool_dir, s->config->max_size) == 0)
+        return 0;
+    log_error("cannot open spool in %s: %s", s->config->spool_dir,
+              strerror(errno));
+    free(s->spool);
+    s->spool = NULL;
+    return -1;
+}
+
+/* Ends the session after input stopped in the middle of a message. */
+static int
+lost_message(struct session *s, int status, const char *where)
+{
+    reset_transaction(s);
+    if (status == LINEIO_TIMEOUT) {
+        log_warning("timeout during %s, nothing delivered", where);
+        reply(s, 421, "4.4.2", "%s timeout, closing connection",
+              s->config->hostname);
+    } else {
+        log_warning("connection lost during %s, nothing delivered", where);
+    }
+    return CLOSE;
+}
+
 static int
 do_data(struct session *s, const char *argument)
 {
-    struct spool *spool;
     int status;
 
-    if (!s->in_transaction) {
+    if (!s->in_transaction || s->chunk_failed) {
         reply(s, 503, "5.5.1", "need MAIL command");
+        return CONTINUE;
+    }
+    if (s->chunking) {
+        reply(s, 503, "5.5.1", "DATA after BDAT in one transaction");
+        return CONTINUE;
+    }
+    if (s->mail.body == BODY_BINARYMIME) {
+        reply(s, 503, "5.5.1", "BODY=BINARYMIME requires BDAT");
         return CONTINUE;
     }
     if (s->recipient_count == 0) {
@@ -281,34 +367,109 @@ do_data(struct session *s, const char *argument)
         reply(s, 501, "5.5.4", "DATA takes no argument");
         return CONTINUE;
     }
-    spool = malloc(sizeof(*spool));
-    if (spool == NULL ||
-        spool_open(spool, s->config->spool_dir, s->config->max_size) < 0) {
-        log_error("cannot open spool in %s: %s", s->config->spool_dir,
-                  strerror(errno));
-        free(spool);
+    if (open_spool(s) < 0) {
         reply(s, 451, "4.3.0", "local error, try again later");
         return CONTINUE;
     }
     lineio_printf(&s->io, "354 start mail input; end with <CRLF>.<CRLF>\r\n");
 
-    status = spool_read_data(spool, &s->io, s->config->bare_lf);
-    if (status == LINEIO_OK)
-        deliver_all(s, spool);
-    spool_close(spool);
-    free(spool);
+    status = spool_read_data(s->spool, &s->io, s->config->bare_lf);
+    if (status != LINEIO_OK)
+        return lost_message(s, status, "DATA");
+    deliver_all(s, s->spool);
     reset_transaction(s);
+    return CONTINUE;
+}
 
-    if (status == LINEIO_TIMEOUT) {
-        log_warning("timeout during DATA");
-        reply(s, 421, "4.4.2", "%s timeout, closing connection",
-              s->config->hostname);
+/*
+ * Reads a chunk that cannot be taken, so that the session stays in
+ * step, and replies to it.  RFC 2033 section 4.3 gives BDAT LAST one reply
+ * per accepted recipient: none when there are none, and the reason for
+ * the failure to each one after a rejected chunk.
+ */
+static int
+reject_chunk(struct session *s, unsigned long long size, int last,
+             const char *reason)
+{
+    int status = lineio_skip(&s->io, size);
+
+    if (status != LINEIO_OK)
+        return lost_message(s, status, "BDAT");
+    if (!s->in_transaction) {
+        reply(s, 503, "5.5.1", "%s", reason);
+        return CONTINUE;
+    }
+    if (last) {
+        for (size_t i = 0; i < s->recipient_count; i++)
+            reply_result(s, s->chunk_failure.code, s->chunk_failure.status,
+                         "<%s> %s", s->recipients[i]->address,
+                         s->chunk_failure.text);
+        reset_transaction(s);
+        return CONTINUE;
+    }
+    if (!s->chunk_failed) {
+        s->chunk_failed = 1;
+        reply(s, 503, "5.5.1", "%s", reason);
+        return CONTINUE;
+    }
+    reply(s, 503, "5.5.1", "transaction failed, send RSET");
+    return CONTINUE;
+}
+
+/* Replies to a chunk that is not the last: 250, or why it failed. */
+static void
+reply_chunk(struct session *s, unsigned long long size)
+{
+    struct store_reply *failure = &s->chunk_failure;
+
+    if (s->spool->too_big) {
+        store_reply_set(failure, STORE_TOO_BIG, NULL);
+    } else if (s->spool->write_errno != 0) {
+        store_reply_errno(failure, s->spool->write_errno, "write spool in",
+                          s->config->spool_dir);
+        log_warning("%s", failure->detail);
+    } else {
+        reply(s, 250, "2.0.0", "%llu octets received", size);
+        return;
+    }
+    s->chunk_failed = 1;
+    reply(s, failure->code, failure->status, "%s", failure->text);
+}
+
+/* BDAT chunk-size [LAST] (RFC 3030), replied to as RFC 2033 section 4.3. */
+static int
+do_bdat(struct session *s, const char *argument)
+{
+    unsigned long long size;
+    int last, status;
+
+    if (command_parse_bdat(argument, &size, &last) < 0) {
+        /* The chunk's length is unknown, so the stream cannot be
+         * followed any further. */
+        log_warning("invalid BDAT arguments \"%.64s\"", argument);
+        reply(s, 501, "5.5.4", "invalid BDAT arguments, closing connection");
         return CLOSE;
     }
-    if (status != LINEIO_OK) {
-        log_warning("connection lost during DATA, nothing delivered");
-        return CLOSE;
+    if (!s->in_transaction)
+        return reject_chunk(s, size, last, "need MAIL command");
+    if (s->chunk_failed || s->recipient_count == 0)
+        return reject_chunk(s, size, last, "no valid recipients");
+    if (open_spool(s) < 0) {
+        store_reply_set(&s->chunk_failure, STORE_LOCAL_ERROR, NULL);
+        return reject_chunk(s, size, last, "local error, send RSET");
     }
+
+    s->chunking = 1;
+    status = spool_read_chunk(s->spool, &s->io, size);
+    if (status != LINEIO_OK)
+        return lost_message(s, status, "BDAT");
+    if (!last) {
+        reply_chunk(s, size);
+        return CONTINUE;
+    }
+    spool_end_chunks(s->spool);
+    deliver_all(s, s->spool);
+    reset_transaction(s);
     return CONTINUE;
 }
 
@@ -358,7 +519,7 @@ do_help(struct session *s, const char *argument)
 {
     (void)argument;
     reply(s, 214, "2.0.0",
-          "commands: LHLO MAIL RCPT DATA RSET NOOP VRFY QUIT");
+          "commands: LHLO MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT");
     return CONTINUE;
 }
 
@@ -376,6 +537,7 @@ static int (*const handlers[])(struct session *, const char *) = {
     [VERB_MAIL] = do_mail,
     [VERB_RCPT] = do_rcpt,
     [VERB_DATA] = do_data,
+    [VERB_BDAT] = do_bdat,
     [VERB_RSET] = do_rset,
     [VERB_NOOP] = do_noop,
     [VERB_VRFY] = do_vrfy,
@@ -385,7 +547,7 @@ static int (*const handlers[])(struct session *, const char *) = {
     [VERB_HELP] = do_help,
 };
 
-/* Reads and answers one command; returns CLOSE when the session ends. */
+/* Reads one command and replies.  Returns CLOSE when the session ends. */
 static int
 serve_command(struct session *s)
 {
@@ -393,7 +555,12 @@ serve_command(struct session *s)
     size_t length;
     int status;
 
-    status = lineio_read_line(&s->io, s->line, sizeof(s->line), &length);
+    /* Room for the line, its CR and a NUL: the CR is removed before
+     * the length is compared with the maximum. */
+    status = lineio_read_line(&s->io, s->line,
+                              s->config->max_line_length + 2, &length);
+    if (status == LINEIO_OK && length > s->config->max_line_length)
+        status = LINEIO_TOO_LONG;
     switch (status) {
     case LINEIO_OK:
         break;
@@ -401,6 +568,13 @@ serve_command(struct session *s)
         reply(s, 500, "5.5.2", "line too long");
         return CONTINUE;
     case LINEIO_TIMEOUT:
+        if (s->io.deadline_passed) {
+            log_warning("session longer than %u seconds",
+                        s->config->session_timeout);
+            reply(s, 421, "4.4.2", "%s session time limit reached, "
+                  "closing connection", s->config->hostname);
+            return CLOSE;
+        }
         log_warning("timeout after %u seconds idle", s->config->timeout);
         reply(s, 421, "4.4.2", "%s timeout, closing connection",
               s->config->hostname);
@@ -409,7 +583,12 @@ serve_command(struct session *s)
         log_info("client closed the connection");
         return CLOSE;
     default:
-        log_warning("read failed: %s", strerror(errno));
+        if (errno == EPIPE || errno == ECONNRESET)
+            log_info("client closed the connection");
+        else
+            log_warning("%s failed: %s",
+                        s->io.write_failed ? "write" : "read",
+                        strerror(errno));
         return CLOSE;
     }
 
@@ -433,8 +612,10 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
     int broken;
 
     s = calloc(1, sizeof(*s));
-    if (s == NULL)
+    if (s == NULL || (s->line = malloc(config->max_line_length + 2)) == NULL) {
+        free(s);
         return -1;
+    }
     s->config = config;
     s->client = client;
     make_session_id(s->id, sizeof(s->id));
@@ -442,14 +623,22 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
     log_info("connect from %s", client[0] != '\0' ? client : "local");
 
     lineio_init(&s->io, in_fd, out_fd, config->timeout);
+    lineio_set_deadline(&s->io, config->session_timeout);
     lineio_printf(&s->io, "220 %s LMTP lmtpd ready\r\n", config->hostname);
-    while (serve_command(s) == CONTINUE && !s->io.write_failed)
-        ;
+    while (serve_command(s) == CONTINUE && !s->io.write_failed) {
+        if (config->max_errors > 0 && s->errors >= config->max_errors) {
+            log_warning("%u errors, closing the session", s->errors);
+            reply(s, 421, "4.7.0", "%s too many errors, closing connection",
+                  config->hostname);
+            break;
+        }
+    }
     lineio_flush(&s->io);
 
     broken = s->io.write_failed;
     log_info("disconnect, %u transactions", s->transactions);
     reset_transaction(s);
+    free(s->line);
     free(s);
     log_set_session(NULL);
     return broken ? -1 : 0;

@@ -17,13 +17,15 @@ struct session_config {
     const char *spool_dir;  /* where the message is spooled */
     unsigned long long max_size; /* SIZE limit in bytes, 0 for none */
     unsigned int timeout;   /* idle timeout in seconds */
+    unsigned int session_timeout; /* limit on a whole session, 0 for none */
+    unsigned int max_errors;      /* command errors before 421, 0 for none */
+    size_t max_recipients;        /* per transaction, then 452 4.5.3 */
+    size_t max_line_length;       /* command line without CRLF */
     int bare_lf;            /* accept LF alone as a line end (not a socket) */
+    int create_folders;     /* make missing +detail Maildir++ folders */
 };
 
 int session_run(const struct session_config *, int in_fd, int out_fd,
                 const char *client);
-
-/* Size arguments with K, M or G suffixes, for options. */
-int session_parse_size(const char *text, unsigned long long *value);
 
 #endif

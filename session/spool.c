@@ -6,6 +6,7 @@
  * 4.1.1.4).  A bare LF is stored as a line end but never starts an end
  * of data, so "LF . LF" and its mixes cannot end a message early and
  * smuggle a second one past the MTA.  A bare CR is stored as it is.
+ * BDAT chunks (RFC 3030) are taken as they come, with CRLF made LF.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@ spool_open(struct spool *spool, const char *dir, unsigned long long max_size)
     spool->max_size = max_size;
     spool->too_big = 0;
     spool->write_errno = 0;
+    spool->pending_cr = 0;
     spool->used = 0;
 
     spool->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -79,7 +81,7 @@ spool_flush(struct spool *spool)
 /*
  * Appends message bytes.  Past the maximum size, or after a write
  * error, bytes are counted and dropped so the client can still be read
- * to the end of the data and then answered.
+ * to the end of the data and then receive its replies.
  */
 static void
 spool_put(struct spool *spool, const char *bytes, size_t len)
@@ -127,6 +129,20 @@ end_line(struct data_reader *r, int crlf)
     r->state = AT_LINE_START;
 }
 
+/* Takes a byte inside a line, or the first one unless it is a dot. */
+static void
+line_byte(struct data_reader *r, char c)
+{
+    if (c == '\r') {
+        r->state = AFTER_CR;
+    } else if (c == '\n') {
+        end_line(r, 0);
+    } else {
+        spool_put(r->spool, &c, 1);
+        r->state = IN_LINE;
+    }
+}
+
 /*
  * Takes one byte of DATA; returns 1 when it completes the end of data.
  * RFC 5321 section 4.5.2 deletes a leading dot only when other
@@ -138,20 +154,13 @@ data_byte(struct data_reader *r, char c)
 {
     switch (r->state) {
     case AT_LINE_START:
-        if (c == '.') {
+        if (c == '.')
             r->state = AFTER_DOT;
-            return 0;
-        }
-        /* FALLTHROUGH */
+        else
+            line_byte(r, c);
+        return 0;
     case IN_LINE:
-        if (c == '\r') {
-            r->state = AFTER_CR;
-        } else if (c == '\n') {
-            end_line(r, 0);
-        } else {
-            spool_put(r->spool, &c, 1);
-            r->state = IN_LINE;
-        }
+        line_byte(r, c);
         return 0;
     case AFTER_CR:
         if (c == '\n') {
@@ -232,4 +241,66 @@ spool_read_data(struct spool *spool, struct lineio *io, int bare_lf)
         if (status != LINEIO_OK)
             return status;
     }
+}
+
+/*
+ * Reads one BDAT chunk of count octets into the spool.  CRLF becomes LF
+ * also when a chunk ends between the CR and the LF.  Returns LINEIO_OK
+ * or the lineio status that stopped it.
+ */
+int
+spool_read_chunk(struct spool *spool, struct lineio *io,
+                 unsigned long long count)
+{
+    while (count > 0) {
+        size_t available = io->end - io->start;
+
+        if (available == 0) {
+            int status = lineio_fill(io);
+
+            if (status != LINEIO_OK)
+                return status;
+            continue;
+        }
+        if (available > count)
+            available = (size_t)count;
+
+        const char *p = io->input + io->start;
+        const char *end = p + available;
+
+        while (p < end) {
+            if (spool->pending_cr) {
+                spool->pending_cr = 0;
+                if (*p == '\n') {
+                    spool_put(spool, "\n", 1);
+                    p++;
+                    continue;
+                }
+                spool_put(spool, "\r", 1);
+            }
+
+            const char *cr = memchr(p, '\r', (size_t)(end - p));
+
+            if (cr == NULL) {
+                spool_put(spool, p, (size_t)(end - p));
+                break;
+            }
+            spool_put(spool, p, (size_t)(cr - p));
+            spool->pending_cr = 1;
+            p = cr + 1;
+        }
+        io->start += available;
+        count -= available;
+    }
+    return LINEIO_OK;
+}
+
+/* Completes a message sent with BDAT: a final lone CR is kept. */
+void
+spool_end_chunks(struct spool *spool)
+{
+    if (spool->pending_cr)
+        spool_put(spool, "\r", 1);
+    spool->pending_cr = 0;
+    spool_flush(spool);
 }

@@ -156,9 +156,14 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
     }
 
     /* TODO: enforce mb->quota_bytes and mb->quota_messages. */
-    if (mb->is_maildir)
-        return maildir_deliver(mb->path, header, len, d->spool_fd,
+    if (mb->is_maildir) {
+        char folder[PATH_MAX];
+
+        maildir_choose_folder(mb->path, mb->detail, d->create_folders,
+                              folder, sizeof folder);
+        return maildir_deliver(folder, header, len, d->spool_fd,
                                d->spool_size, reply);
+    }
     return mbox_deliver(mb->path, d->reverse_path, d->arrival, header, len,
                         d->spool_fd, d->spool_size, reply);
 }

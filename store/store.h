@@ -74,6 +74,7 @@ struct delivery {
     const char *client;       /* the client's address, or "" when local */
     const char *id;           /* queue id for Received and the log */
     time_t arrival;           /* when the final dot or LAST chunk came */
+    int create_folders;       /* make missing +detail Maildir++ folders */
     int spool_fd;
     off_t spool_size;
 };
@@ -83,6 +84,11 @@ int store_deliver(const struct delivery *, const struct mailbox *,
                   struct store_reply *);
 size_t store_header_block(const struct delivery *, char *buffer,
                           size_t size);
+
+/* folder.c: the Maildir++ folder of a +detail. */
+int maildir_detail_is_safe(const char *detail);
+void maildir_choose_folder(const char *inbox, const char *detail, int create,
+                           char *path, size_t size);
 
 /* maildir.c and mbox.c: each writer leaves no partial message behind. */
 int maildir_deliver(const char *dir, const char *header, size_t header_len,

@@ -30,6 +30,9 @@ LHLO_REPLY = [
     "250-PIPELINING",
     "250-ENHANCEDSTATUSCODES",
     "250-8BITMIME",
+    "250-CHUNKING",
+    "250-BINARYMIME",
+    "250-SMTPUTF8",
     "250 SIZE 1048576",
 ]
 
@@ -354,8 +357,8 @@ class StderrIsSocketTest(unittest.TestCase):
         self.assertEqual(lines[-1], b"")
         for line in lines[:-1]:
             self.assertRegex(line, rb"^[2-5][0-9][0-9][ -]", data)
-        # 220, five LHLO lines, MAIL, two RCPT, QUIT.
-        self.assertEqual(len(lines) - 1, 1 + 5 + 1 + 2 + 1)
+        # 220, eight LHLO lines, MAIL, two RCPT, QUIT.
+        self.assertEqual(len(lines) - 1, 1 + 8 + 1 + 2 + 1)
 
 
 class TerminalTest(unittest.TestCase):
@@ -375,9 +378,9 @@ class TerminalTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         replies = result.stdout.decode().split("\r\n")
         self.assertRegex(replies[0], r"^220 ")
-        self.assertEqual(replies[1:6], LHLO_REPLY[:4] + ["250 SIZE 52428800"])
-        self.assertRegex(replies[9], r"^250 2\.0\.0 <alice@example\.com>")
-        self.assertRegex(replies[10], r"^221 ")
+        self.assertEqual(replies[1:9], LHLO_REPLY[:7] + ["250 SIZE 52428800"])
+        self.assertRegex(replies[12], r"^250 2\.0\.0 <alice@example\.com>")
+        self.assertRegex(replies[13], r"^221 ")
         stored = list(maildir_messages(server.path("alice/")).values())
         self.assertEqual(strip_header_block(stored[0])[1],
                          b"Subject: t\n\n.hi\n")

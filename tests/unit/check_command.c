@@ -31,7 +31,7 @@ static const struct verb_case verb_cases[] = {
     {"DATAX", VERB_UNKNOWN, "DATAX"},
     {"MAILFROM:<a@b>", VERB_UNKNOWN, "MAILFROM:<a@b>"},
     {"", VERB_UNKNOWN, ""},
-    {"BDAT 10", VERB_UNKNOWN, "BDAT 10"},
+    {"BDAT 10", VERB_BDAT, "10"},
     {"STARTTLS", VERB_UNKNOWN, "STARTTLS"},
 };
 
@@ -74,6 +74,12 @@ static const struct mail_case mail_cases[] = {
     {"FROM:<a@b.example> SIZE=99999999999999999999999", 501, "5.5.4", NULL,
      0, 0},
     {"FROM:<a@b.example> BODY=BINARY", 501, "5.5.4", NULL, 0, 0},
+    {"FROM:<a@b.example> BODY=binarymime", 0, NULL, "a@b.example", 0,
+     BODY_BINARYMIME},
+    {"FROM:<j\xc3\xb6rg@b.example> SMTPUTF8", 0, NULL, "j\xc3\xb6rg@b.example",
+     0, BODY_7BIT},
+    {"FROM:<a@b.example> SMTPUTF8 SMTPUTF8", 501, "5.5.4", NULL, 0, 0},
+    {"FROM:<a@b.example> SMTPUTF8=1", 501, "5.5.4", NULL, 0, 0},
     {"FROM:<a@b.example> BODY=7BIT BODY=7BIT", 501, "5.5.4", NULL, 0, 0},
     {"FROM:<a@b.example> AUTH=<>", 555, "5.5.4", NULL, 0, 0},
     {"FROM:<a@b.example> X-FOO", 555, "5.5.4", NULL, 0, 0},
@@ -149,7 +155,7 @@ START_TEST(rcpt_table)
     struct command_error error = {0};
     int result;
 
-    result = command_parse_rcpt(c->argument, &rcpt, &error);
+    result = command_parse_rcpt(c->argument, 0, &rcpt, &error);
     if (c->code == 0) {
         ck_assert_msg(result == 0, "\"%s\" rejected: %d %s %s", c->argument,
                       error.code, error.status, error.text);

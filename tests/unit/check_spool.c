@@ -244,6 +244,102 @@ START_TEST(data_timeout)
 }
 END_TEST
 
+struct chunk_case {
+    const char *name;
+    const char *chunks[3]; /* NULL ends the list */
+    const char *stored;
+};
+
+static const struct chunk_case chunk_cases[] = {
+    {"crlf in one chunk", {"a\r\nb\r\n", NULL}, "a\nb\n"},
+    {"crlf split", {"a\r", "\nb", NULL}, "a\nb"},
+    {"cr then cr", {"a\r", "\r\n", NULL}, "a\r\n"},
+    {"final cr kept", {"a\r", NULL}, "a\r"},
+    {"bare cr kept", {"a\rb", NULL}, "a\rb"},
+    {"no unstuffing", {".\r\n..x\r\n", NULL}, ".\n..x\n"},
+    {"empty chunks", {"", "ab", ""}, "ab"},
+    {"bare lf kept", {"a\nb", NULL}, "a\nb"},
+};
+
+/* BDAT chunks: read exactly their size, leave the rest for commands. */
+START_TEST(chunk_table)
+{
+    const struct chunk_case *c = &chunk_cases[_i];
+    static struct lineio io;
+    static struct spool spool;
+    char input[128] = "", stored[128], line[32];
+    size_t len;
+    int fds[2], status;
+    pid_t writer;
+
+    for (int i = 0; i < 3 && c->chunks[i] != NULL; i++)
+        strcat(input, c->chunks[i]);
+    strcat(input, "NOOP\r\n");
+
+    ck_assert_int_eq(pipe(fds), 0);
+    writer = start_writer(fds[1], input, strlen(input), 1);
+    close(fds[1]);
+    lineio_init(&io, fds[0], -1, 10);
+    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    for (int i = 0; i < 3 && c->chunks[i] != NULL; i++)
+        ck_assert_int_eq(spool_read_chunk(&spool, &io, strlen(c->chunks[i])),
+                         LINEIO_OK);
+    spool_end_chunks(&spool);
+
+    ck_assert_int_eq(spool.size, (off_t)strlen(c->stored));
+    ck_assert_int_eq(pread(spool.fd, stored, sizeof(stored), 0),
+                     (ssize_t)strlen(c->stored));
+    ck_assert_msg(memcmp(stored, c->stored, strlen(c->stored)) == 0,
+                  "%s: stored bytes differ", c->name);
+    ck_assert_int_eq(lineio_read_line(&io, line, sizeof(line), &len),
+                     LINEIO_OK);
+    ck_assert_str_eq(line, "NOOP");
+
+    spool_close(&spool);
+    close(fds[0]);
+    waitpid(writer, &status, 0);
+}
+END_TEST
+
+/* A chunk cut short by the end of input is reported, not stored. */
+START_TEST(chunk_eof)
+{
+    static struct lineio io;
+    static struct spool spool;
+    int fds[2];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(write(fds[1], "abc", 3), 3);
+    close(fds[1]);
+    lineio_init(&io, fds[0], -1, 10);
+    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    ck_assert_int_eq(spool_read_chunk(&spool, &io, 10), LINEIO_EOF);
+    spool_close(&spool);
+    close(fds[0]);
+}
+END_TEST
+
+/* lineio_skip() drops a rejected chunk and keeps the next command. */
+START_TEST(skip_chunk)
+{
+    static struct lineio io;
+    char line[32];
+    size_t len;
+    int fds[2];
+
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(write(fds[1], "0123456789RSET\r\n", 16), 16);
+    close(fds[1]);
+    lineio_init(&io, fds[0], -1, 10);
+    ck_assert_int_eq(lineio_skip(&io, 10), LINEIO_OK);
+    ck_assert_int_eq(lineio_read_line(&io, line, sizeof(line), &len),
+                     LINEIO_OK);
+    ck_assert_str_eq(line, "RSET");
+    ck_assert_int_eq(lineio_skip(&io, 1), LINEIO_EOF);
+    close(fds[0]);
+}
+END_TEST
+
 static Suite *
 spool_suite(void)
 {
@@ -258,6 +354,13 @@ spool_suite(void)
     tcase_add_test(table, data_too_big);
     tcase_add_test(table, data_timeout);
     suite_add_tcase(suite, table);
+
+    TCase *chunks = tcase_create("chunk");
+    tcase_add_loop_test(chunks, chunk_table, 0,
+                        sizeof(chunk_cases) / sizeof(chunk_cases[0]));
+    tcase_add_test(chunks, chunk_eof);
+    tcase_add_test(chunks, skip_chunk);
+    suite_add_tcase(suite, chunks);
     return suite;
 }
 
