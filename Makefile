@@ -25,7 +25,8 @@ HEADERS = $(wildcard session/*.h store/*.h)
 
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/check_*.c))
 
-.PHONY: all check unit-check clean install uninstall deps demo lint-man
+.PHONY: all check unit-check clean install uninstall deps demo lint-man \
+	bench bench-smoke bench-deps
 
 all: lmtpd
 
@@ -60,6 +61,25 @@ deps:
 demo: lmtpd
 	@sh tests/lib/demo
 
+BENCH_PROGRAMS = bench/loadgen bench/floor
+
+bench/%: bench/%.c bench/common.c bench/common.h
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< bench/common.c \
+		-lpthread
+
+# Measures lmtpd against the fsync floor and a private Dovecot; see
+# BENCHMARKS.md.  Needs root and the packages of bench-deps.
+bench: lmtpd $(BENCH_PROGRAMS)
+	python3 bench/run.py
+
+# The same harness with small counts and one run, in seconds.
+bench-smoke: lmtpd $(BENCH_PROGRAMS)
+	python3 bench/run.py --smoke
+
+# Installs Dovecot's LMTP server, the peer the benchmark compares with.
+bench-deps:
+	@sh tests/lib/install-deps dovecot-core dovecot-lmtpd
+
 lint-man:
 	mandoc -Tlint -Wwarning man/lmtpd.8
 
@@ -77,5 +97,5 @@ uninstall:
 		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service
 
 clean:
-	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS)
-	rm -rf tests/work demo
+	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(BENCH_PROGRAMS)
+	rm -rf tests/work demo bench/work

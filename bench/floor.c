@@ -1,0 +1,221 @@
+/*
+ * floor.c: the least a durable Maildir delivery can cost on a disk.  For
+ * each message: open tmp/NAME with O_EXCL, write, fsync, rename into
+ * new/, fsync new/.  Prints the same summary line as the load generator.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench/common.h"
+
+struct writer {
+    const char *maildir; /* ends in '/' */
+    unsigned index;
+    unsigned long messages;
+    const char *message;
+    size_t size;
+    double *latencies; /* seconds per message, messages entries */
+    unsigned long done;
+    int failed_errno;
+    const char *failed_call;
+};
+
+static void
+usage(FILE *out)
+{
+    fprintf(out,
+        "usage: floor [options] DIR\n"
+        "Writes messages into the Maildirs DIR/user0/ ... the way a\n"
+        "durable delivery must, and prints deliveries per second.\n"
+        "\n"
+        "  -j, --writers N     writers at once, one thread and Maildir\n"
+        "                      each (default 1)\n"
+        "  -n, --messages N    messages each writer writes (default 100)\n"
+        "  -s, --size BYTES    message size, with K or M suffix\n"
+        "                      (default 4K)\n"
+        "  -h, --help          show this help and exit\n");
+}
+
+/* Writes one message into tmp/ and moves it into new/, both durable. */
+static int
+write_one(struct writer *w, unsigned long number, int new_fd)
+{
+    char tmp_path[PATH_MAX], new_path[PATH_MAX];
+    int fd;
+
+    snprintf(tmp_path, sizeof tmp_path, "%stmp/floor.%u.%lu", w->maildir,
+             w->index, number);
+    snprintf(new_path, sizeof new_path, "%snew/floor.%u.%lu,S=%zu",
+             w->maildir, w->index, number, w->size);
+
+    fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+              0600);
+    if (fd == -1) {
+        w->failed_call = "open";
+        return -1;
+    }
+    if (bench_write_all(fd, w->message, w->size) == -1) {
+        w->failed_call = "write";
+        goto fail;
+    }
+    if (fsync(fd) == -1) {
+        w->failed_call = "fsync";
+        goto fail;
+    }
+    if (close(fd) == -1) {
+        w->failed_call = "close";
+        return -1;
+    }
+    if (rename(tmp_path, new_path) == -1) {
+        w->failed_call = "rename";
+        return -1;
+    }
+    if (fsync(new_fd) == -1) {
+        w->failed_call = "fsync new/";
+        return -1;
+    }
+    return 0;
+
+fail:
+    close(fd);
+    return -1;
+}
+
+static void *
+run_writer(void *argument)
+{
+    struct writer *w = argument;
+    char new_dir[PATH_MAX];
+    int new_fd;
+
+    snprintf(new_dir, sizeof new_dir, "%snew", w->maildir);
+    new_fd = open(new_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (new_fd == -1) {
+        w->failed_call = "open new/";
+        w->failed_errno = errno;
+        return NULL;
+    }
+    for (w->done = 0; w->done < w->messages; w->done++) {
+        double start = bench_now();
+
+        if (write_one(w, w->done, new_fd) == -1) {
+            w->failed_errno = errno;
+            break;
+        }
+        w->latencies[w->done] = bench_now() - start;
+    }
+    close(new_fd);
+    return NULL;
+}
+
+/* Creates DIR/userN/ with tmp/, new/ and cur/, where missing. */
+static int
+make_maildir(const char *dir, unsigned index, char *path, size_t size)
+{
+    static const char *const subdirs[] = {"", "tmp", "new", "cur"};
+    char sub[PATH_MAX];
+
+    snprintf(path, size, "%s/user%u/", dir, index);
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        snprintf(sub, sizeof sub, "%s%s", path, subdirs[i]);
+        if (mkdir(sub, 0700) == -1 && errno != EEXIST) {
+            fprintf(stderr, "floor: cannot create %s: %s\n", sub,
+                    strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Starts the writers, waits for them and prints the summary line. */
+static int
+run_writers(struct writer *writers, unsigned count)
+{
+    pthread_t threads[BENCH_MAX_CONNECTIONS];
+    struct bench_result result = {0};
+    double start = bench_now();
+    unsigned i;
+
+    for (i = 0; i < count; i++)
+        if (pthread_create(&threads[i], NULL, run_writer, &writers[i]) != 0)
+            break;
+    count = i;
+    for (i = 0; i < count; i++)
+        pthread_join(threads[i], NULL);
+    result.seconds = bench_now() - start;
+
+    for (i = 0; i < count; i++) {
+        struct writer *w = &writers[i];
+
+        if (w->failed_call != NULL)
+            fprintf(stderr, "floor: %s in %s failed: %s\n", w->failed_call,
+                    w->maildir, strerror(w->failed_errno));
+        bench_add_latencies(&result, w->latencies, w->done);
+        result.delivered += w->done;
+        result.failed += w->messages - w->done;
+    }
+    bench_print_result(&result);
+    return result.failed == 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"writers", required_argument, NULL, 'j'},
+        {"messages", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct writer writers[BENCH_MAX_CONNECTIONS];
+    static char maildirs[BENCH_MAX_CONNECTIONS][PATH_MAX];
+    unsigned long count = 1, messages = 100, size = 4096;
+    char *message;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "j:n:s:h", options, NULL)) != -1) {
+        switch (c) {
+        case 'j':
+            count = bench_parse_number("--writers", optarg, 1,
+                                       BENCH_MAX_CONNECTIONS);
+            break;
+        case 'n':
+            messages = bench_parse_number("--messages", optarg, 1, 10000000);
+            break;
+        case 's':
+            size = bench_parse_size("--size", optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+
+    message = bench_make_message(size, "\n");
+    for (unsigned i = 0; i < count; i++) {
+        if (make_maildir(argv[optind], i, maildirs[i], PATH_MAX) == -1)
+            return 1;
+        writers[i] = (struct writer){
+            .maildir = maildirs[i], .index = i, .messages = messages,
+            .message = message, .size = size,
+            .latencies = bench_alloc_latencies(messages),
+        };
+    }
+    return run_writers(writers, (unsigned)count);
+}

@@ -1,0 +1,431 @@
+"""Benchmark lmtpd against the fsync floor and Dovecot's LMTP server.
+
+Every scenario runs each system several times, and the order of the
+systems rotates from run to run.  The report gives the median
+deliveries per second with the minimum and maximum, the median
+latencies, and the ratios of lmtpd to the floor and to Dovecot.  Every
+delivery must succeed: loadgen checks each reply, and this script counts
+the files in the Maildirs after each run.  Speed targets are reported,
+never enforced.
+
+    python3 bench/run.py            the full benchmark (`make bench`)
+    python3 bench/run.py --smoke    small counts, one run (`make bench-smoke`)
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import servers  # noqa: E402
+from servers import BenchError  # noqa: E402
+
+class Scenario:
+    """Connections x messages x recipients x size, or a peak RSS probe."""
+
+    def __init__(self, name, connections, messages, recipients, size,
+                 sequential=1, measure_rss=False, floor_target=None,
+                 dovecot_target=None, rss_target=None):
+        self.name = name
+        self.connections = connections
+        self.sequential = sequential
+        self.messages = messages
+        self.recipients = recipients
+        self.size = size
+        self.measure_rss = measure_rss
+        self.floor_target = floor_target      # minimum lmtpd/floor
+        self.dovecot_target = dovecot_target  # minimum lmtpd/Dovecot
+        self.rss_target = rss_target          # maximum peak RSS in KiB
+
+    def deliveries(self):
+        return (self.connections * self.sequential * self.messages *
+                self.recipients)
+
+
+# Systems: F floor, D Dovecot, P Dovecot with a process per connection,
+# L the three lmtpd modes.  The first Dovecot listed is the reference
+# for the lmtpd/Dovecot ratio.
+FULL = [
+    (Scenario("1 conn x 2000 msgs x 1 rcpt x 4 KiB", 1, 2000, 1, "4K",
+              floor_target=0.85, dovecot_target=3), "FDL"),
+    (Scenario("1 conn x 500 msgs x 10 rcpts x 4 KiB", 1, 500, 10, "4K",
+              floor_target=0.85), "FDL"),
+    (Scenario("8 conns x 250 msgs x 1 rcpt x 4 KiB", 8, 250, 1, "4K",
+              floor_target=0.85), "FDL"),
+    (Scenario("1 conn x 100 msgs x 1 rcpt x 1 MiB", 1, 100, 1, "1M",
+              floor_target=0.7), "FDL"),
+    (Scenario("200 sequential conns x 1 msg x 4 KiB", 1, 1, 1, "4K",
+              sequential=200, dovecot_target=4), "FPDL"),
+    (Scenario("peak RSS, 4 KiB message", 1, 1, 1, "4K", measure_rss=True,
+              rss_target=2048), "L"),
+    (Scenario("peak RSS, 1 MiB message", 1, 1, 1, "1M", measure_rss=True,
+              rss_target=2048), "L"),
+    (Scenario("peak RSS, 100 MiB message", 1, 1, 1, "100M",
+              measure_rss=True, rss_target=2048), "L"),
+]
+
+SMOKE = [
+    (Scenario("1 conn x 20 msgs x 1 rcpt x 4 KiB", 1, 20, 1, "4K"), "FDL"),
+    (Scenario("1 conn x 5 msgs x 3 rcpts x 4 KiB", 1, 5, 3, "4K"), "FDL"),
+    (Scenario("2 conns x 5 msgs x 1 rcpt x 4 KiB", 2, 5, 1, "4K"), "FDL"),
+    (Scenario("1 conn x 2 msgs x 1 rcpt x 1 MiB", 1, 2, 1, "1M"), "FDL"),
+    (Scenario("5 sequential conns x 1 msg x 4 KiB", 1, 1, 1, "4K",
+              sequential=5), "FPDL"),
+    (Scenario("peak RSS, 4 KiB message", 1, 1, 1, "4K", measure_rss=True),
+     "L"),
+    (Scenario("peak RSS, 1 MiB message", 1, 1, 1, "1M", measure_rss=True),
+     "L"),
+]
+
+# Users in each system's user list: enough for 8 connections or 10
+# recipients.
+USERS = 16
+
+# Peak RSS of a 100 MiB message may exceed the 4 KiB one by this many
+# KiB and still count as the same: one page of stack or heap.
+RSS_SAME_SLACK = 4
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def make_systems(letters, work, sockets, users):
+    """Create the systems named by letters, without starting them."""
+    by_letter = {}
+    if "F" in letters:
+        by_letter["F"] = [servers.Floor(work)]
+    if "D" in letters:
+        by_letter["D"] = [servers.Dovecot(work, sockets, users, False)]
+    if "P" in letters:
+        by_letter["P"] = [servers.Dovecot(work, sockets, users, True)]
+    if "L" in letters:
+        by_letter["L"] = [servers.Lmtpd(work, sockets, mode, users)
+                     for mode in ("accept", "listen", "inetd")]
+    return by_letter
+
+
+def systems_of(letters, by_letter):
+    return [system for letter in letters if letter in by_letter
+            for system in by_letter[letter]]
+
+
+def run_scenario(scenario, systems, runs, timeout):
+    """Run each system runs times; return {key: [summary fields]}."""
+    results = {system.key: [] for system in systems}
+    for run in range(runs):
+        shift = run % len(systems)
+        for system in systems[shift:] + systems[:shift]:
+            system.prepare(USERS)
+            os.sync()
+            fields = system.run(scenario, timeout)
+            system.check_delivered(scenario.deliveries())
+            results[system.key].append(fields)
+            if scenario.measure_rss:
+                log("  %-34s run %d: peak RSS %d KiB"
+                    % (system.label, run + 1,
+                       fields["server_peak_rss_kib"]))
+            else:
+                log("  %-34s run %d: %8.1f deliveries/s"
+                    % (system.label, run + 1, fields["rate"]))
+    return results
+
+
+def median_range(values, fmt):
+    return "%s (%s-%s)" % (fmt % statistics.median(values),
+                           fmt % min(values), fmt % max(values))
+
+
+def median_of(runs, key):
+    return statistics.median(fields[key] for fields in runs)
+
+
+def reference_dovecot(letters, by_letter):
+    for letter in letters:
+        if letter in "DP" and letter in by_letter:
+            return by_letter[letter][0]
+    return None
+
+
+def throughput_table(scenario, letters, by_letter, results):
+    """Return the markdown rows of one throughput scenario."""
+    rows = []
+    floor = results.get("floor")
+    dovecot = reference_dovecot(letters, by_letter)
+    for system in systems_of(letters, by_letter):
+        runs = results[system.key]
+        rate = median_of(runs, "rate")
+        versus_floor = versus_dovecot = ""
+        if isinstance(system, servers.Lmtpd):
+            if floor:
+                versus_floor = "%.2f" % (rate / median_of(floor, "rate"))
+            if dovecot is not None:
+                versus_dovecot = "%.2f" % (
+                    rate / median_of(results[dovecot.key], "rate"))
+        cpu = [100 * f["cpu_seconds"] / f["seconds"] for f in runs]
+        rows.append("| %s | %s | %s | %.2f | %.2f | %.0f | %s | %s |" % (
+            scenario.name, system.label,
+            median_range([f["rate"] for f in runs], "%.0f"),
+            median_of(runs, "p50_ms"), median_of(runs, "p99_ms"),
+            statistics.median(cpu), versus_floor, versus_dovecot))
+    return rows
+
+
+def rss_table(rss_results):
+    rows = []
+    for scenario, letters, by_letter, results in rss_results:
+        cells = [median_range([f["server_peak_rss_kib"]
+                               for f in results[s.key]], "%.0f")
+                 for s in systems_of(letters, by_letter)]
+        rows.append("| %s | %s |" % (scenario.name, " | ".join(cells)))
+    return rows
+
+
+def check_targets(measured):
+    """Return lines saying which targets were met, from the medians."""
+    lines = []
+    rss_4k = {}
+    for scenario, letters, by_letter, results in measured:
+        floor = results.get("floor")
+        dovecot = reference_dovecot(letters, by_letter)
+        for system in systems_of(letters, by_letter):
+            if not isinstance(system, servers.Lmtpd):
+                continue
+            runs = results[system.key]
+            if scenario.rss_target is not None:
+                rss = median_of(runs, "server_peak_rss_kib")
+                lines.append(verdict(rss <= scenario.rss_target,
+                                     "%s, %s: %d KiB, at most %d"
+                                     % (scenario.name, system.label, rss,
+                                        scenario.rss_target)))
+                if scenario.size == "4K":
+                    rss_4k[system.key] = rss
+                elif system.key in rss_4k and scenario.size == "100M":
+                    lines.append(verdict(
+                        rss <= rss_4k[system.key] + RSS_SAME_SLACK,
+                        "%s, %s: %d KiB, the same as for 4 KiB (%d)"
+                        % (scenario.name, system.label, rss,
+                           rss_4k[system.key])))
+                continue
+            rate = median_of(runs, "rate")
+            if scenario.floor_target is not None and floor:
+                ratio = rate / median_of(floor, "rate")
+                lines.append(verdict(ratio >= scenario.floor_target,
+                                     "%s, %s: %.2f x floor, at least %.2f"
+                                     % (scenario.name, system.label, ratio,
+                                        scenario.floor_target)))
+            if scenario.dovecot_target is not None and dovecot is not None:
+                ratio = rate / median_of(results[dovecot.key], "rate")
+                lines.append(verdict(ratio >= scenario.dovecot_target,
+                                     "%s, %s: %.2f x %s, at least %.0f"
+                                     % (scenario.name, system.label, ratio,
+                                        dovecot.label,
+                                        scenario.dovecot_target)))
+    return lines
+
+
+def verdict(met, text):
+    return "- %s: %s" % ("met" if met else "MISSED", text)
+
+
+def read_text(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def file_system_of(path):
+    """Return "device on mount point, type (options)" for path."""
+    mount_point = os.path.abspath(path)
+    while not os.path.ismount(mount_point):
+        mount_point = os.path.dirname(mount_point)
+    found = None
+    for line in read_text("/proc/self/mounts").splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[1] == mount_point:
+            found = fields  # the last mount on a point is the visible one
+    if found is None:
+        return "unknown"
+    return "%s on %s, %s (%s)" % (found[0], found[1], found[2], found[3])
+
+
+def disk_of(mount_device):
+    """Describe the block device behind /dev/NAME from /sys/block."""
+    name = os.path.basename(mount_device)
+    block = os.path.join("/sys/block", name)
+    if not os.path.isdir(block):
+        return "not visible"
+    sectors = read_text(os.path.join(block, "size"))
+    rotational = read_text(os.path.join(block, "queue", "rotational"))
+    model = read_text(os.path.join(block, "device", "model"))
+    size = "%.0f GiB" % (int(sectors) * 512 / 2**30) if sectors else "?"
+    kind = {"0": "non-rotational", "1": "rotational"}.get(rotational, "?")
+    return "%s, %s, %s%s" % (name, size, kind,
+                             ", model " + model if model else "")
+
+
+def describe_machine(work):
+    """Return markdown lines on the machine, the versions and the load."""
+    cpus = [line.split(":", 1)[1].strip()
+            for line in read_text("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")]
+    memory = [line.split(":", 1)[1].strip()
+              for line in read_text("/proc/meminfo").splitlines()
+              if line.startswith("MemTotal")]
+    mount = file_system_of(work)
+    commit = subprocess.run(["git", "-C", servers.TOP, "describe",
+                             "--always", "--dirty"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
+                            check=False).stdout.strip()
+    return [
+        "- date: %s" % datetime.datetime.now().isoformat(timespec="seconds"),
+        "- lmtpd: commit %s; %s" % (commit or "unknown",
+                                    servers.dovecot_version_line()),
+        "- kernel: %s %s" % (platform.system(), platform.release()),
+        "- CPUs: %d (nproc), %s" % (os.cpu_count() or 0,
+                                    cpus[0] if cpus else "unknown model"),
+        "- memory: %s" % (memory[0] if memory else "unknown"),
+        "- work folder: %s" % work,
+        "- file system: %s" % mount,
+        "- disk: %s" % disk_of(mount.split()[0]),
+    ]
+
+
+def load_average():
+    return " ".join(read_text("/proc/loadavg").split()[:3])
+
+
+def print_report(args, machine, load_before, measured):
+    print("# lmtpd benchmark%s\n" % (" (smoke)" if args.smoke else ""))
+    print("Command: `%s`\n" % " ".join(["python3", "bench/run.py"] +
+                                        sys.argv[1:]))
+    print("\n".join(machine))
+    print("- load average (1, 5, 15 min): %s before, %s after"
+          % (load_before, load_average()))
+    print("- runs per system: %d; medians, with minimum-maximum in brackets"
+          % args.runs)
+    print()
+    print("| Scenario | System | Deliveries/s | p50 ms | p99 ms "
+          "| Client CPU % | lmtpd/floor | lmtpd/Dovecot |")
+    print("|---|---|---|---|---|---|---|---|")
+    rss = []
+    for entry in measured:
+        scenario, letters, by_letter, results = entry
+        if scenario.measure_rss:
+            rss.append(entry)
+        else:
+            print("\n".join(throughput_table(scenario, letters, by_letter,
+                                             results)))
+    if rss:
+        labels = [s.label for s in systems_of(rss[0][1], rss[0][2])]
+        print("\nPeak RSS (VmHWM) of the lmtpd process that served the "
+              "connection, in KiB:\n")
+        print("| Message | %s |" % " | ".join(labels))
+        print("|---|%s" % ("---|" * len(labels)))
+        print("\n".join(rss_table(rss)))
+    if not args.smoke:
+        print("\nTargets:\n")
+        print("\n".join(check_targets(measured)))
+    sys.stdout.flush()
+
+
+def parse_arguments():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="small counts and one run, to check the "
+                        "harness in seconds")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="runs per system (default 3, 1 with --smoke)")
+    parser.add_argument("--work", default=os.path.join(servers.TOP, "bench",
+                                                       "work"),
+                        help="folder for mailboxes, spools and logs, on the "
+                        "file system to measure (default bench/work)")
+    parser.add_argument("--only", default="",
+                        help="run only the scenarios whose name contains "
+                        "this text")
+    parser.add_argument("--timeout", type=int, default=60,
+                        help="seconds one socket read or write may wait "
+                        "(default 60)")
+    args = parser.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.smoke else 3
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def check_requirements():
+    """Raise BenchError when a program the benchmark runs is missing."""
+    for path in (servers.LMTPD, servers.LOADGEN, servers.FLOOR):
+        if not os.access(path, os.X_OK):
+            raise BenchError("%s is missing: run make bench" % path)
+    for program in ("systemd-socket-activate", "cdb"):
+        if shutil.which(program) is None:
+            raise BenchError("%s is missing: run make deps" % program)
+    if os.geteuid() != 0:
+        raise BenchError("the private Dovecot instance needs root")
+    if servers.dovecot_version() is None or not servers.lmtp_installed():
+        raise BenchError("Dovecot's LMTP server is missing: run "
+                         "make bench-deps")
+
+
+def measure(args, sockets):
+    """Run every scenario and return (scenario, letters, systems,
+    results) for each."""
+    table = SMOKE if args.smoke else FULL
+    chosen = [(s, l) for s, l in table if args.only in s.name]
+    letters = "".join(sorted(set("".join(l for _, l in chosen))))
+    by_letter = make_systems(letters, args.work, sockets, USERS)
+    measured = []
+    try:
+        for system in systems_of(letters, by_letter):
+            if hasattr(system, "start"):
+                system.start()
+        for scenario, wanted in chosen:
+            log(scenario.name)
+            results = run_scenario(scenario, systems_of(wanted, by_letter),
+                                   args.runs, args.timeout)
+            measured.append((scenario, wanted, by_letter, results))
+    finally:
+        for system in systems_of(letters, by_letter):
+            system.stop()
+            shutil.rmtree(system.mail, ignore_errors=True)
+    return measured
+
+
+def main():
+    args = parse_arguments()
+    args.work = os.path.abspath(args.work)
+    try:
+        check_requirements()
+        os.makedirs(args.work, exist_ok=True)
+        machine = describe_machine(args.work)
+        load_before = load_average()
+        # Dovecot's unprivileged processes reach their sockets here.
+        sockets = tempfile.mkdtemp(prefix="lmtpd-bench-")
+        os.chmod(sockets, 0o755)
+        try:
+            started = time.monotonic()
+            measured = measure(args, sockets)
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
+        log("finished in %.0f seconds" % (time.monotonic() - started))
+    except BenchError as e:
+        print("bench: %s" % e, file=sys.stderr)
+        return 1
+    print_report(args, machine, load_before, measured)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
