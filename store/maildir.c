@@ -1,7 +1,7 @@
 /*
  * maildir.c: delivers a message into a Maildir as the Maildir spec
  * (cr.yp.to/proto/maildir.html) describes: write and fsync tmp/NAME, then
- * link it into new/, so a reader never sees a partial message.
+ * move it into new/, so a reader never sees a partial message.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -229,7 +229,8 @@ copy_spool(int fd, const char *path, int spool_fd, off_t spool_size,
 /*
  * Creates tmp/NAME with O_EXCL, so an existing file is never reused, and
  * O_NOFOLLOW, so a planted symbolic link is never followed.  Returns the
- * descriptor with the path in tmp_path, or -1 with the reply set.
+ * descriptor with the path in tmp_path, or -1 with the reply and errno
+ * set.
  */
 static int
 create_tmp(const char *dir, char *tmp_path, size_t size,
@@ -237,16 +238,19 @@ create_tmp(const char *dir, char *tmp_path, size_t size,
 {
     char name[NAME_MAX + 1];
     char relative[sizeof name + 4];
-    int attempt, fd;
+    int attempt, fd, err;
 
     for (attempt = 0; attempt < NAME_ATTEMPTS; attempt++) {
         if (make_unique_name(name, sizeof name) == -1) {
             store_reply_errno(reply, ENAMETOOLONG, "name in", dir);
+            errno = ENAMETOOLONG;
             return -1;
         }
         snprintf(relative, sizeof relative, "tmp/%s", name);
-        if (join_path(tmp_path, size, dir, relative, reply) == -1)
+        if (join_path(tmp_path, size, dir, relative, reply) == -1) {
+            errno = ENAMETOOLONG;
             return -1;
+        }
 
         fd = open(tmp_path,
                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -255,7 +259,9 @@ create_tmp(const char *dir, char *tmp_path, size_t size,
         if (errno != EEXIST)
             break;
     }
-    store_reply_errno(reply, errno, "open", tmp_path);
+    err = errno;
+    store_reply_errno(reply, err, "open", tmp_path);
+    errno = err;
     return -1;
 }
 
@@ -287,20 +293,43 @@ fail:
 }
 
 /*
- * Links tmp/NAME to new/NAME,S=<size>, or to a fresh name if that
- * exists, and fsyncs new/.  link() fails with EEXIST where rename() would
- * replace a message.  ",S=<size>" lets readers learn the size without a
- * stat() call.  On failure nothing of the message is in new/.
+ * Moves tmp/NAME to new/NAME without replacing an existing file:
+ * renameat2() with RENAME_NOREPLACE is one step, and link() then
+ * unlink() does the same where the kernel or the file system lacks it.
+ * Returns -1 with errno set and tmp/NAME in place on failure.
  */
 static int
-link_into_new(const char *dir, const char *tmp_path, off_t size,
-              struct store_reply *reply)
+move_into_new(const char *tmp_path, const char *new_path)
+{
+    if (renameat2(AT_FDCWD, tmp_path, AT_FDCWD, new_path,
+                  RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    if (link(tmp_path, new_path) == -1)
+        return -1;
+    /* If this unlink() fails, the message stays in tmp/ too, where
+     * readers do not show it. */
+    unlink(tmp_path);
+    return 0;
+}
+
+/*
+ * Moves tmp/NAME to new/NAME,S=<size>, or to a fresh name if that
+ * exists, and fsyncs new/.  ",S=<size>" lets readers learn the size
+ * without a stat() call.  A missing new/ is created with the rest of
+ * the Maildir.  On failure nothing of the message is in new/, and the
+ * file may still be in tmp/.
+ */
+static int
+move_into_new_dir(const char *dir, const char *tmp_path, off_t size,
+                  struct store_reply *reply)
 {
     char name[NAME_MAX + 1];
     char relative[sizeof name + 32];
     char new_dir[PATH_MAX];
     char new_path[PATH_MAX];
-    int attempt;
+    int attempt, dirs_made = 0;
 
     if (join_path(new_dir, sizeof new_dir, dir, "new", reply) == -1)
         return -1;
@@ -310,10 +339,16 @@ link_into_new(const char *dir, const char *tmp_path, off_t size,
                  (long long)size);
         if (join_path(new_path, sizeof new_path, dir, relative, reply) == -1)
             return -1;
-        if (link(tmp_path, new_path) == 0)
+        if (move_into_new(tmp_path, new_path) == 0)
             break;
-        if (errno != EEXIST || attempt == NAME_ATTEMPTS) {
-            store_reply_errno(reply, errno, "link", new_path);
+        if (errno == ENOENT && !dirs_made) {
+            if (make_dirs(dir, reply) == -1)
+                return -1;
+            dirs_made = 1;
+            continue;
+        }
+        if (errno != EEXIST || attempt >= NAME_ATTEMPTS) {
+            store_reply_errno(reply, errno, "rename to", new_path);
             return -1;
         }
         if (make_unique_name(name, sizeof name) == -1) {
@@ -332,10 +367,12 @@ link_into_new(const char *dir, const char *tmp_path, off_t size,
 
 /*
  * Delivers the header block and the spool into the Maildir dir, which
- * ends in '/'.  Creates dir, tmp/, new/ and cur/ with mode 0700 where
- * missing.  Returns 0 with a 250 reply once the message is durable in
- * new/.  Returns -1 with the reply set and nothing of the message in
- * new/, nor in tmp/ unless unlink() failed there.
+ * ends in '/'.  When tmp/ or new/ is missing, creates whichever of dir,
+ * tmp/, new/ and cur/ are missing, with mode 0700.  A Maildir that lacks
+ * only cur/ is left as it is, because delivery does not use cur/.
+ * Returns 0 with a 250 reply once the message is durable in new/.
+ * Returns -1 with the reply set and nothing of the message in new/, nor
+ * in tmp/ unless unlink() failed there.
  */
 int
 maildir_deliver(const char *dir, const char *header, size_t header_len,
@@ -351,21 +388,24 @@ maildir_deliver(const char *dir, const char *header, size_t header_len,
                         "maildir %s: not an absolute path ending in '/'", dir);
         return -1;
     }
-    if (make_dirs(dir, reply) == -1)
-        return -1;
+
+    /* Most Maildirs exist, so the folders are made only when needed. */
     fd = create_tmp(dir, tmp_path, sizeof tmp_path, reply);
+    if (fd == -1 && errno == ENOENT) {
+        if (make_dirs(dir, reply) == -1)
+            return -1;
+        fd = create_tmp(dir, tmp_path, sizeof tmp_path, reply);
+    }
     if (fd == -1)
         return -1;
 
     if (write_message(fd, tmp_path, header, header_len, spool_fd, spool_size,
                       reply) == 0)
-        result = link_into_new(dir, tmp_path, size, reply);
+        result = move_into_new_dir(dir, tmp_path, size, reply);
 
-    /*
-     * The tmp/ name is not needed after link() and must go on failure.
-     * If this unlink() fails, the file stays in tmp/, which readers do
-     * not show as a message.
-     */
-    unlink(tmp_path);
+    /* On failure the tmp/ file must go.  If unlink() fails, it stays in
+     * tmp/, which readers do not show as a message. */
+    if (result == -1)
+        unlink(tmp_path);
     return result;
 }

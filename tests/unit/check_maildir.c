@@ -377,6 +377,27 @@ START_TEST(deliver_existing_maildir)
 }
 END_TEST
 
+/* A Maildir whose tmp/ exists but new/ does not gets new/ made. */
+START_TEST(deliver_creates_missing_new)
+{
+    struct store_reply reply;
+    char name[512];
+    int spool = make_spool(body, strlen(body));
+
+    ck_assert_int_eq(mkdir(maildir, 0700), 0);
+    ck_assert_int_eq(mkdir(sub_path("tmp"), 0700), 0);
+    ck_assert_int_eq(maildir_deliver(maildir, header, strlen(header), spool,
+                                     (off_t)strlen(body), &reply),
+                     0);
+    check_mode(sub_path("new"), 0700);
+    check_mode(sub_path("cur"), 0700);
+    ck_assert_int_eq(count_entries(sub_path("new"), name, sizeof name), 1);
+    ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
+    check_message(name, body, strlen(body));
+    close(spool);
+}
+END_TEST
+
 /* Checks a 451 4.3.0 failure that left nothing in tmp/ or new/. */
 static void
 check_failed(int result, const struct store_reply *reply, const char *text)
@@ -426,7 +447,7 @@ START_TEST(fail_new_dangling_symlink)
 
     result = maildir_deliver(maildir, header, strlen(header), spool,
                              (off_t)strlen(body), &reply);
-    check_failed(result, &reply, "link ");
+    check_failed(result, &reply, "rename to ");
     ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
     close(spool);
 }
@@ -560,6 +581,7 @@ maildir_suite(void)
     tcase_add_test(deliver, deliver_spool_other_filesystem);
     tcase_add_test(deliver, deliver_empty_body);
     tcase_add_test(deliver, deliver_existing_maildir);
+    tcase_add_test(deliver, deliver_creates_missing_new);
     suite_add_tcase(suite, deliver);
 
     tcase_add_checked_fixture(fail, make_base, remove_base);
