@@ -269,6 +269,34 @@ log_result(struct session *s, const struct recipient *recipient,
                 result->detail[0] != '\0' ? ": " : "", result->detail);
 }
 
+/* The store copies a message kept in memory into a buffer of this size. */
+_Static_assert(SPOOL_MEMORY_MAX <= STORE_MEMORY_MAX,
+               "the spool buffer is larger than the store accepts");
+
+/* Delivers to one recipient, or sets the reason why it cannot. */
+static void
+deliver_one(struct session *s, struct spool *spool,
+            struct recipient *recipient, struct delivery *delivery,
+            struct store_reply *result)
+{
+    /* mbox_deliver() reads the message from the spool file. */
+    if (!recipient->mailbox.is_maildir)
+        spool_save(spool);
+
+    if (spool->too_big) {
+        store_reply_set(result, STORE_TOO_BIG, "%lld bytes over %llu",
+                        (long long)spool->size, spool->max_size);
+    } else if (spool->write_errno != 0) {
+        store_reply_errno(result, spool->write_errno, "write spool in",
+                          s->config->spool_dir);
+    } else {
+        delivery->recipient = recipient->address;
+        delivery->spool_fd = spool->fd;
+        delivery->spool_data = spool->fd < 0 ? spool->buffer : NULL;
+        store_deliver(delivery, &recipient->mailbox, result);
+    }
+}
+
 /* Delivers the spooled message to each recipient, replying in order. */
 static void
 deliver_all(struct session *s, struct spool *spool)
@@ -281,7 +309,6 @@ deliver_all(struct session *s, struct spool *spool)
         .client = s->client,
         .id = queue_id,
         .arrival = time(NULL),
-        .spool_fd = spool->fd,
         .spool_size = spool->size,
         .create_folders = s->config->create_folders,
     };
@@ -291,16 +318,7 @@ deliver_all(struct session *s, struct spool *spool)
         struct recipient *recipient = s->recipients[i];
         struct store_reply result;
 
-        if (spool->too_big) {
-            store_reply_set(&result, STORE_TOO_BIG, "%lld bytes over %llu",
-                            (long long)spool->size, spool->max_size);
-        } else if (spool->write_errno != 0) {
-            store_reply_errno(&result, spool->write_errno, "write spool in",
-                              s->config->spool_dir);
-        } else {
-            delivery.recipient = recipient->address;
-            store_deliver(&delivery, &recipient->mailbox, &result);
-        }
+        deliver_one(s, spool, recipient, &delivery, &result);
         log_result(s, recipient, spool->size, &result);
         reply_result(s, result.code, result.status, "<%s> %s",
                      recipient->address, result.text);
@@ -310,21 +328,19 @@ deliver_all(struct session *s, struct spool *spool)
     }
 }
 
-/* Opens the transaction's spool, or logs why it cannot and returns -1. */
+/* Allocates the transaction's spool, or logs why it cannot and returns -1. */
 static int
 open_spool(struct session *s)
 {
     if (s->spool != NULL)
         return 0;
     s->spool = malloc(sizeof(*s->spool));
-    if (s->spool != NULL &&
-        spool_open(s->spool, s->config->spool_dir, s->config->max_size) == 0)
-        return 0;
-    log_error("cannot open spool in %s: %s", s->config->spool_dir,
-              strerror(errno));
-    free(s->spool);
-    s->spool = NULL;
-    return -1;
+    if (s->spool == NULL) {
+        log_error("cannot allocate the spool: %s", strerror(errno));
+        return -1;
+    }
+    spool_open(s->spool, s->config->spool_dir, s->config->max_size);
+    return 0;
 }
 
 /* Ends the session after input stopped in the middle of a message. */

@@ -1,6 +1,8 @@
 /*
- * spool.c: reads DATA into an unnamed file, undoing dot-stuffing and
- * turning CRLF into LF.  Memory stays fixed whatever the message size.
+ * spool.c: reads DATA into the spool, undoing dot-stuffing and turning
+ * CRLF into LF.  A message that fits in the buffer stays there, which
+ * saves creating and removing a file for most mail.  A larger one goes
+ * to an unnamed file, so memory stays fixed whatever the message size.
  *
  * On a socket the data ends only at CRLF "." CRLF (RFC 5321 section
  * 4.1.1.4).  A bare LF is stored as a line end but never starts an end
@@ -18,30 +20,41 @@
 #include "session/spool.h"
 
 /*
- * Opens an unnamed spool file in dir: O_TMPFILE where the file system
- * has it, otherwise a temp file unlinked at once.  Nothing is left in
- * dir after the process ends, whatever the way it ends.
+ * Opens the spool for a message.  No file is created until the message
+ * outgrows the buffer.
  */
-int
+void
 spool_open(struct spool *spool, const char *dir, unsigned long long max_size)
 {
-    char path[4096];
-
+    spool->fd = -1;
+    spool->dir = dir;
     spool->size = 0;
     spool->max_size = max_size;
     spool->too_big = 0;
     spool->write_errno = 0;
     spool->pending_cr = 0;
     spool->used = 0;
+}
 
-    spool->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+/*
+ * Creates the unnamed spool file in the spool folder: O_TMPFILE where
+ * the file system has it, otherwise a temp file unlinked at once.
+ * Nothing is left in the folder after the process ends, whatever the
+ * way it ends.
+ */
+static int
+create_file(struct spool *spool)
+{
+    char path[4096];
+
+    spool->fd = open(spool->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (spool->fd >= 0)
         return 0;
     if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
         return -1;
 
-    if ((size_t)snprintf(path, sizeof(path), "%s/lmtpd.XXXXXX", dir) >=
-        sizeof(path)) {
+    if ((size_t)snprintf(path, sizeof(path), "%s/lmtpd.XXXXXX",
+                         spool->dir) >= sizeof(path)) {
         errno = ENAMETOOLONG;
         return -1;
     }
@@ -60,11 +73,14 @@ spool_close(struct spool *spool)
     spool->fd = -1;
 }
 
+/* Moves the buffer into the file, creating the file first if needed. */
 static void
 spool_flush(struct spool *spool)
 {
     size_t done = 0;
 
+    if (spool->fd < 0 && spool->write_errno == 0 && create_file(spool) < 0)
+        spool->write_errno = errno;
     while (done < spool->used && spool->write_errno == 0) {
         ssize_t n = write(spool->fd, spool->buffer + done, spool->used - done);
 
@@ -76,6 +92,25 @@ spool_flush(struct spool *spool)
             done += (size_t)n;
     }
     spool->used = 0;
+}
+
+/* Completes the message: it stays in the buffer unless a file exists. */
+static void
+spool_finish(struct spool *spool)
+{
+    if (spool->fd >= 0)
+        spool_flush(spool);
+}
+
+/*
+ * Writes a message kept in the buffer to the spool file, for a writer
+ * that reads the message from a file.  Sets write_errno on failure.
+ */
+void
+spool_save(struct spool *spool)
+{
+    if (spool->fd < 0 && !spool->too_big)
+        spool_flush(spool);
 }
 
 /*
@@ -231,7 +266,7 @@ spool_read_data(struct spool *spool, struct lineio *io, int bare_lf)
             }
             if (data_byte(&r, *p++)) {
                 io->start = (size_t)(p - io->input);
-                spool_flush(spool);
+                spool_finish(spool);
                 return LINEIO_OK;
             }
         }
@@ -302,5 +337,5 @@ spool_end_chunks(struct spool *spool)
     if (spool->pending_cr)
         spool_put(spool, "\r", 1);
     spool->pending_cr = 0;
-    spool_flush(spool);
+    spool_finish(spool);
 }

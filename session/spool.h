@@ -1,6 +1,7 @@
 /*
- * spool.h: the one file that holds a message between the final dot and
- * its delivery.  Internal to session/.
+ * spool.h: where a message waits between the final dot and its
+ * delivery: in the buffer while it fits, else in one unnamed file.
+ * Internal to session/.
  */
 #ifndef LMTPD_SPOOL_H
 #define LMTPD_SPOOL_H
@@ -10,19 +11,24 @@
 
 #include "session/lineio.h"
 
+/* Largest message kept in memory; a larger one goes to a file. */
+#define SPOOL_MEMORY_MAX 65536
+
 struct spool {
-    int fd;
+    int fd;                      /* the file, or -1 while buffer has all */
+    const char *dir;             /* where the file is created */
     off_t size;                  /* bytes kept, after unstuffing */
     unsigned long long max_size; /* 0 for no limit */
     int too_big;                 /* more than max_size came */
     int write_errno;             /* first write error, or 0 */
     int pending_cr;              /* a chunk ended with CR */
-    size_t used;
-    char buffer[65536];
+    size_t used;                 /* bytes in buffer not yet in the file */
+    char buffer[SPOOL_MEMORY_MAX];
 };
 
-int spool_open(struct spool *, const char *dir, unsigned long long max_size);
+void spool_open(struct spool *, const char *dir, unsigned long long max_size);
 void spool_close(struct spool *);
+void spool_save(struct spool *);
 int spool_read_data(struct spool *, struct lineio *, int bare_lf);
 int spool_read_chunk(struct spool *, struct lineio *,
                      unsigned long long count);

@@ -367,7 +367,8 @@ move_into_new_dir(const char *dir, const char *tmp_path, off_t size,
 
 /*
  * Delivers the header block and the spool into the Maildir dir, which
- * ends in '/'.  When tmp/ or new/ is missing, creates whichever of dir,
+ * ends in '/'.  For a message kept in memory, header contains the whole
+ * message and spool_size is 0.  When tmp/ or new/ is missing, creates whichever of dir,
  * tmp/, new/ and cur/ are missing, with mode 0700.  A Maildir that lacks
  * only cur/ is left as it is, because delivery does not use cur/.
  * Returns 0 with a 250 reply once the message is durable in new/.

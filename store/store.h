@@ -62,9 +62,13 @@ int users_parse_record(const char *value, size_t len, struct mailbox *,
                        char *error, size_t error_size);
 int users_parse_size(const char *text, unsigned long long *value);
 
+/* Largest message that struct delivery may carry in memory. */
+#define STORE_MEMORY_MAX 65536
+
 /*
- * One message for one recipient.  The spool holds the message with LF
- * line ends and no dot-stuffing, from offset 0 to spool_size.
+ * One message for one recipient, with LF line ends and no dot-stuffing:
+ * spool_size bytes at spool_data, or from offset 0 of the file spool_fd
+ * when spool_data is NULL.  mbox delivery needs the file.
  */
 struct delivery {
     const char *reverse_path; /* without angle brackets; "" is <> */
@@ -77,6 +81,7 @@ struct delivery {
     int create_folders;       /* make missing +detail Maildir++ folders */
     int spool_fd;
     off_t spool_size;
+    const char *spool_data;   /* the message in memory, or NULL */
 };
 
 /* deliver.c: writes the header block and the message, answers 250 or not. */

@@ -249,6 +249,44 @@ class DialogueTest(unittest.TestCase):
         self.assertEqual(body, b"Subject: x\n\nbody\n.\nMAIL FROM:<e@x>\n"
                                b"\r.\rmore\n")
 
+    def deliver_to_all(self, recipients, body):
+        """Deliver body to recipients, which must all be accepted."""
+        self.lhlo()
+        self.dialogue.send(b"MAIL FROM:<sender@example.org>\r\n" +
+                           b"".join(b"RCPT TO:<%s>\r\n" % r.encode()
+                                    for r in recipients) +
+                           b"DATA\r\n" + body + b".\r\n")
+        self.expect(r"250 2\.1\.0", *([r"250 2\.1\.5"] * len(recipients)))
+        self.expect(r"354 ")
+        for recipient in recipients:
+            self.expect(r"250 2\.0\.0 <%s> delivered$" % re.escape(recipient))
+
+    def check_stored(self, stored_body):
+        """Compare the message in alice's, carol's and bob's mailboxes."""
+        for box in ("alice/", "carol/"):
+            stored = list(maildir_messages(self.server.path(box)).values())
+            self.assertEqual(len(stored), 1, box)
+            self.assertEqual(strip_header_block(stored[0])[1], stored_body,
+                             box)
+        with open(self.server.path("bob.mbox"), "rb") as f:
+            first_line, rest = f.read().split(b"\n", 1)
+        self.assertEqual(strip_header_block(rest)[1], stored_body + b"\n")
+
+    def test_mbox_between_maildirs(self):
+        """An mbox recipient between two Maildirs, with a small message."""
+        body = b"Subject: small\r\n\r\n" + b"line\r\n" * 100
+        self.deliver_to_all(["alice@example.com", "bob@example.com",
+                               "carol@example.com"], body)
+        self.check_stored(body.replace(b"\r\n", b"\n"))
+
+    def test_message_larger_than_memory(self):
+        """A message that the spool keeps in a file, not in memory."""
+        body = b"Subject: large\r\n\r\n" + b"".join(
+            b"%06d %s\r\n" % (i, b"y" * 64) for i in range(3000))
+        self.deliver_to_all(["alice@example.com", "bob@example.com",
+                               "carol@example.com"], body)
+        self.check_stored(body.replace(b"\r\n", b"\n"))
+
     def test_smtplib_lmtp_client(self):
         client = smtplib.LMTP()
         if self.server.tcp is None:
@@ -282,6 +320,47 @@ class TimeoutTest(unittest.TestCase):
                 self.assertRegex(dialogue.reply()[0],
                                  r"^421 4\.4\.2 .*timeout")
                 self.assertTrue(dialogue.closed())
+        finally:
+            server.stop()
+
+
+class SpoolFolderMissingTest(unittest.TestCase):
+    """Without its spool folder, lmtpd delivers what fits in memory."""
+
+    def test_spool_folder_missing(self):
+        server = LmtpdServer("dialogue-no-spool", USERS, extra_args=[
+            "--spool-dir", "/nonexistent/lmtpd-spool"])
+        small = b"Subject: small\r\n\r\nHello.\r\n"
+        large = b"Subject: large\r\n\r\n" + (b"z" * 78 + b"\r\n") * 1000
+        try:
+            with server.connect_raw() as sock:
+                dialogue = Dialogue(sock)
+                self.assertRegex(dialogue.reply()[0], r"^220 ")
+                dialogue.send(b"LHLO c\r\n")
+                self.assertEqual(dialogue.reply()[-1], "250 SIZE 52428800")
+                for body in (small, large):
+                    dialogue.send(b"MAIL FROM:<s@example.org>\r\n"
+                                  b"RCPT TO:<alice@example.com>\r\n"
+                                  b"RCPT TO:<bob@example.com>\r\n"
+                                  b"DATA\r\n" + body + b".\r\n")
+                    for pattern in (r"250 2\.1\.0", r"250 2\.1\.5",
+                                    r"250 2\.1\.5", r"354 "):
+                        self.assertRegex(dialogue.reply()[0], "^" + pattern)
+                    # bob's mbox needs the spool file, even for a small
+                    # message.
+                    alice = dialogue.reply()[0]
+                    bob = dialogue.reply()[0]
+                    if body is small:
+                        self.assertRegex(alice, r"^250 2\.0\.0 <alice@")
+                    else:
+                        self.assertRegex(alice, r"^451 4\.3\.0 <alice@")
+                    self.assertRegex(bob, r"^451 4\.3\.0 <bob@")
+            stored = maildir_messages(server.path("alice/"))
+            self.assertEqual(len(stored), 1)
+            self.assertEqual(strip_header_block(
+                list(stored.values())[0])[1], b"Subject: small\n\nHello.\n")
+            self.assertRegex(server.log_text(), r"write spool in "
+                             r"/nonexistent/lmtpd-spool: No such file")
         finally:
             server.stop()
 

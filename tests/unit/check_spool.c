@@ -4,6 +4,7 @@
  * the next command.
  */
 #include <check.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +74,23 @@ stored_length(const struct data_case *c)
     return strlen(c->stored);
 }
 
+/*
+ * Reads stored bytes from the spool: from its buffer while the message
+ * is kept in memory, else from its file.
+ */
+static ssize_t
+read_stored(const struct spool *spool, char *out, size_t n, off_t offset)
+{
+    if (spool->fd >= 0)
+        return pread(spool->fd, out, n, offset);
+    if (offset >= spool->size)
+        return 0;
+    if ((off_t)n > spool->size - offset)
+        n = (size_t)(spool->size - offset);
+    memcpy(out, spool->buffer + offset, n);
+    return (ssize_t)n;
+}
+
 /* Starts a child that writes input in pieces of chunk bytes, then exits. */
 static pid_t
 start_writer(int fd, const char *input, size_t len, size_t chunk)
@@ -106,7 +124,7 @@ run_case(const struct data_case *c, size_t chunk)
     close(fds[1]);
 
     lineio_init(&io, fds[0], -1, 10);
-    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    spool_open(&spool, "/tmp", 0);
     status = spool_read_data(&spool, &io, c->bare_lf);
     ck_assert_msg(status == c->status, "%s (chunk %zu): status %d, not %d",
                   c->name, chunk, status, c->status);
@@ -116,7 +134,9 @@ run_case(const struct data_case *c, size_t chunk)
         size_t expected = stored_length(c);
 
         ck_assert_int_eq(spool.size, (off_t)expected);
-        ck_assert_int_eq(pread(spool.fd, stored, sizeof(stored), 0),
+        ck_assert_msg(spool.fd == -1, "%s: a small message left memory",
+                      c->name);
+        ck_assert_int_eq(read_stored(&spool, stored, sizeof(stored), 0),
                          (ssize_t)expected);
         ck_assert_msg(memcmp(stored, c->stored, expected) == 0,
                       "%s (chunk %zu): stored bytes differ", c->name, chunk);
@@ -176,16 +196,17 @@ START_TEST(data_large_message)
     writer = start_writer(fds[1], input, len, 7000);
     close(fds[1]);
     lineio_init(&io, fds[0], -1, 10);
-    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    spool_open(&spool, "/tmp", 0);
     ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_OK);
     ck_assert_int_eq(spool.size, (off_t)expected_len);
+    ck_assert_int_ge(spool.fd, 0);
 
     for (size_t offset = 0; offset < expected_len; offset += sizeof(stored)) {
         size_t n = expected_len - offset < sizeof(stored)
                        ? expected_len - offset
                        : sizeof(stored);
 
-        ck_assert_int_eq(pread(spool.fd, stored, n, (off_t)offset),
+        ck_assert_int_eq(read_stored(&spool, stored, n, (off_t)offset),
                          (ssize_t)n);
         ck_assert_msg(memcmp(stored, expected + offset, n) == 0,
                       "bytes differ near offset %zu", offset);
@@ -195,6 +216,120 @@ START_TEST(data_large_message)
     waitpid(writer, &status, 0);
     free(input);
     free(expected);
+}
+END_TEST
+
+/*
+ * Reads a message of size bytes, lines of "x" with CRLF, through a
+ * pipe into a spool in dir, and checks the status and the size.
+ */
+static void
+read_message_of_size(struct spool *spool, const char *dir, size_t size)
+{
+    static struct lineio io;
+    char *input = malloc(size + 3);
+    int fds[2], status;
+    pid_t writer;
+
+    ck_assert_ptr_nonnull(input);
+    for (size_t i = 0; i < size; i++)
+        input[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'x';
+    memcpy(input + size, ".\r\n", 3);
+    ck_assert_int_eq(pipe(fds), 0);
+    writer = start_writer(fds[1], input, size + 3, 8192);
+    close(fds[1]);
+    lineio_init(&io, fds[0], -1, 10);
+    spool_open(spool, dir, 0);
+    ck_assert_int_eq(spool_read_data(spool, &io, 0), LINEIO_OK);
+    ck_assert_int_eq(spool->size, (off_t)(size - size / 64));
+    close(fds[0]);
+    waitpid(writer, &status, 0);
+    free(input);
+}
+
+/* Checks that the spool contains size CRLF-to-LF bytes of "x" lines. */
+static void
+check_x_lines(const struct spool *spool)
+{
+    char stored[4096];
+    off_t offset = 0;
+    ssize_t n;
+
+    while ((n = read_stored(spool, stored, sizeof stored, offset)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            char expected = (offset + i) % 63 == 62 ? '\n' : 'x';
+
+            ck_assert_msg(stored[i] == expected, "byte %lld differs",
+                          (long long)(offset + i));
+        }
+        offset += n;
+    }
+    ck_assert_int_eq(offset, spool->size);
+}
+
+/* A message that fills the buffer short of its size stays in memory. */
+START_TEST(data_fits_in_memory)
+{
+    static struct spool spool;
+    size_t size = SPOOL_MEMORY_MAX / 63 * 64;
+
+    read_message_of_size(&spool, "/tmp", size);
+    ck_assert_int_lt(spool.size, SPOOL_MEMORY_MAX);
+    ck_assert_int_eq(spool.fd, -1);
+    check_x_lines(&spool);
+    spool_close(&spool);
+}
+END_TEST
+
+/* A message one line longer than the buffer goes to the spool file. */
+START_TEST(data_outgrows_memory)
+{
+    static struct spool spool;
+    size_t size = (SPOOL_MEMORY_MAX / 63 + 1) * 64;
+
+    read_message_of_size(&spool, "/tmp", size);
+    ck_assert_int_gt(spool.size, SPOOL_MEMORY_MAX);
+    ck_assert_int_ge(spool.fd, 0);
+    check_x_lines(&spool);
+    spool_close(&spool);
+}
+END_TEST
+
+/* spool_save() writes a message kept in memory to a file. */
+START_TEST(data_saved_to_file)
+{
+    static struct spool spool;
+
+    read_message_of_size(&spool, "/tmp", 640);
+    ck_assert_int_eq(spool.fd, -1);
+    spool_save(&spool);
+    ck_assert_int_eq(spool.write_errno, 0);
+    ck_assert_int_ge(spool.fd, 0);
+    check_x_lines(&spool);
+    spool_close(&spool);
+}
+END_TEST
+
+/*
+ * A missing spool folder fails only a message that needs the file: the
+ * error is in write_errno for the session to reply with.
+ */
+START_TEST(data_spool_folder_missing)
+{
+    static struct spool spool;
+    const char *missing = "/nonexistent/lmtpd-spool";
+
+    read_message_of_size(&spool, missing, 640);
+    ck_assert_int_eq(spool.write_errno, 0);
+    check_x_lines(&spool);
+    spool_save(&spool);
+    ck_assert_int_eq(spool.write_errno, ENOENT);
+    spool_close(&spool);
+
+    read_message_of_size(&spool, missing, 2 * SPOOL_MEMORY_MAX);
+    ck_assert_int_eq(spool.write_errno, ENOENT);
+    ck_assert_int_eq(spool.fd, -1);
+    spool_close(&spool);
 }
 END_TEST
 
@@ -213,7 +348,7 @@ START_TEST(data_too_big)
     writer = start_writer(fds[1], input, strlen(input), 5);
     close(fds[1]);
     lineio_init(&io, fds[0], -1, 10);
-    ck_assert_int_eq(spool_open(&spool, "/tmp", 15), 0);
+    spool_open(&spool, "/tmp", 15);
     ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_OK);
     ck_assert_int_eq(spool.too_big, 1);
     ck_assert_int_eq(spool.size, 22);
@@ -236,7 +371,7 @@ START_TEST(data_timeout)
     ck_assert_int_eq(pipe(fds), 0);
     ck_assert_int_eq(write(fds[1], "abc\r\n", 5), 5);
     lineio_init(&io, fds[0], -1, 1);
-    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    spool_open(&spool, "/tmp", 0);
     ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_TIMEOUT);
     spool_close(&spool);
     close(fds[0]);
@@ -280,14 +415,14 @@ START_TEST(chunk_table)
     writer = start_writer(fds[1], input, strlen(input), 1);
     close(fds[1]);
     lineio_init(&io, fds[0], -1, 10);
-    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    spool_open(&spool, "/tmp", 0);
     for (int i = 0; i < 3 && c->chunks[i] != NULL; i++)
         ck_assert_int_eq(spool_read_chunk(&spool, &io, strlen(c->chunks[i])),
                          LINEIO_OK);
     spool_end_chunks(&spool);
 
     ck_assert_int_eq(spool.size, (off_t)strlen(c->stored));
-    ck_assert_int_eq(pread(spool.fd, stored, sizeof(stored), 0),
+    ck_assert_int_eq(read_stored(&spool, stored, sizeof(stored), 0),
                      (ssize_t)strlen(c->stored));
     ck_assert_msg(memcmp(stored, c->stored, strlen(c->stored)) == 0,
                   "%s: stored bytes differ", c->name);
@@ -312,7 +447,7 @@ START_TEST(chunk_eof)
     ck_assert_int_eq(write(fds[1], "abc", 3), 3);
     close(fds[1]);
     lineio_init(&io, fds[0], -1, 10);
-    ck_assert_int_eq(spool_open(&spool, "/tmp", 0), 0);
+    spool_open(&spool, "/tmp", 0);
     ck_assert_int_eq(spool_read_chunk(&spool, &io, 10), LINEIO_EOF);
     spool_close(&spool);
     close(fds[0]);
@@ -351,6 +486,10 @@ spool_suite(void)
     tcase_add_loop_test(table, data_table_one_write, 0, (int)count);
     tcase_add_loop_test(table, data_table_byte_writes, 0, (int)count);
     tcase_add_test(table, data_large_message);
+    tcase_add_test(table, data_fits_in_memory);
+    tcase_add_test(table, data_outgrows_memory);
+    tcase_add_test(table, data_saved_to_file);
+    tcase_add_test(table, data_spool_folder_missing);
     tcase_add_test(table, data_too_big);
     tcase_add_test(table, data_timeout);
     suite_add_tcase(suite, table);

@@ -321,16 +321,33 @@ static const char deliver_header[] =
 
 static const char deliver_body[] = "Subject: hi\n\nFrom here on.\n";
 
+/* Returns the contents of the one message in the Maildir's new/. */
+static char *
+read_new_message(const char *maildir)
+{
+    char path[PATH_MAX + 512];
+    struct dirent *entry;
+    DIR *dir;
+
+    snprintf(path, sizeof path, "%snew", maildir);
+    dir = opendir(path);
+    ck_assert_ptr_nonnull(dir);
+    do
+        entry = readdir(dir);
+    while (entry != NULL && entry->d_name[0] == '.');
+    ck_assert_ptr_nonnull(entry);
+    snprintf(path, sizeof path, "%snew/%s", maildir, entry->d_name);
+    closedir(dir);
+    return read_file(path);
+}
+
 START_TEST(deliver_to_maildir)
 {
     struct delivery d = make_delivery("alice@example.org", "bob@example.com",
                                       "mx.example.org", "192.0.2.7");
     struct mailbox mb;
     struct store_reply reply;
-    struct dirent *entry;
-    char path[PATH_MAX + 512];
     char *data;
-    DIR *dir;
 
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/Maildir/", base);
@@ -342,24 +359,60 @@ START_TEST(deliver_to_maildir)
     ck_assert_int_eq(reply.code, 250);
     ck_assert_str_eq(reply.status, "2.0.0");
 
-    snprintf(path, sizeof path, "%snew", mb.path);
-    dir = opendir(path);
-    ck_assert_ptr_nonnull(dir);
-    do
-        entry = readdir(dir);
-    while (entry != NULL && entry->d_name[0] == '.');
-    ck_assert_ptr_nonnull(entry);
-    snprintf(path, sizeof path, "%snew/%s", mb.path, entry->d_name);
-    closedir(dir);
-
     /* Maildir stores the body as it is, with no "From " quoting. */
-    data = read_file(path);
+    data = read_new_message(mb.path);
     ck_assert_uint_eq(strlen(data),
                       strlen(deliver_header) + strlen(deliver_body));
     ck_assert_int_eq(strncmp(data, deliver_header, strlen(deliver_header)), 0);
     ck_assert_str_eq(data + strlen(deliver_header), deliver_body);
     free(data);
     close(d.spool_fd);
+}
+END_TEST
+
+/* A message kept in memory is stored as one from a spool file would be. */
+START_TEST(deliver_to_maildir_from_memory)
+{
+    struct delivery d = make_delivery("alice@example.org", "bob@example.com",
+                                      "mx.example.org", "192.0.2.7");
+    struct mailbox mb;
+    struct store_reply reply;
+    char *data;
+
+    memset(&mb, 0, sizeof mb);
+    snprintf(mb.path, sizeof mb.path, "%s/Maildir/", base);
+    mb.is_maildir = 1;
+    d.spool_data = deliver_body;
+    d.spool_size = (off_t)strlen(deliver_body);
+
+    ck_assert_int_eq(store_deliver(&d, &mb, &reply), 0);
+    ck_assert_int_eq(reply.code, 250);
+    data = read_new_message(mb.path);
+    ck_assert_uint_eq(strlen(data),
+                      strlen(deliver_header) + strlen(deliver_body));
+    ck_assert_int_eq(strncmp(data, deliver_header, strlen(deliver_header)), 0);
+    ck_assert_str_eq(data + strlen(deliver_header), deliver_body);
+    free(data);
+}
+END_TEST
+
+/* mbox delivery reads a spool file, so a message in memory is a 451. */
+START_TEST(deliver_to_mbox_from_memory)
+{
+    struct delivery d = make_delivery("alice@example.org", "bob@example.com",
+                                      "mx.example.org", "192.0.2.7");
+    struct mailbox mb;
+    struct store_reply reply;
+
+    memset(&mb, 0, sizeof mb);
+    snprintf(mb.path, sizeof mb.path, "%s/bob", base);
+    d.spool_data = deliver_body;
+    d.spool_size = (off_t)strlen(deliver_body);
+
+    ck_assert_int_eq(store_deliver(&d, &mb, &reply), -1);
+    ck_assert_int_eq(reply.code, 451);
+    ck_assert_str_eq(reply.status, "4.3.0");
+    ck_assert_int_eq(access(mb.path, F_OK), -1);
 }
 END_TEST
 
@@ -462,6 +515,8 @@ store_suite(void)
     tcase_add_checked_fixture(deliver, make_base, remove_base);
     tcase_add_test(deliver, deliver_to_maildir);
     tcase_add_test(deliver, deliver_to_mbox);
+    tcase_add_test(deliver, deliver_to_maildir_from_memory);
+    tcase_add_test(deliver, deliver_to_mbox_from_memory);
     tcase_add_test(deliver, deliver_header_too_long);
     tcase_add_test(deliver, deliver_failure_reply);
     suite_add_tcase(suite, deliver);
