@@ -17,6 +17,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -245,18 +246,28 @@ def read_text(path):
 
 
 def file_system_of(path):
-    """Return "device on mount point, type (options)" for path."""
+    """Return (device, mount point, type, options) of path's file system."""
     mount_point = os.path.abspath(path)
     while not os.path.ismount(mount_point):
         mount_point = os.path.dirname(mount_point)
-    found = None
+    found = ("unknown", mount_point, "unknown", "")
     for line in read_text("/proc/self/mounts").splitlines():
         fields = line.split()
         if len(fields) >= 4 and fields[1] == mount_point:
-            found = fields  # the last mount on a point is the visible one
-    if found is None:
-        return "unknown"
-    return "%s on %s, %s (%s)" % (found[0], found[1], found[2], found[3])
+            found = tuple(fields[:4])  # the last mount there is visible
+    return found
+
+
+def journal_of(device, fs_type):
+    """Say whether an ext4 file system has a journal, from /proc/fs/jbd2."""
+    if fs_type != "ext4":
+        return ""
+    name = os.path.basename(device)
+    journals = (os.listdir("/proc/fs/jbd2")
+                if os.path.isdir("/proc/fs/jbd2") else [])
+    if any(j.startswith(name + "-") for j in journals):
+        return ", with a journal"
+    return ", without a journal (no /proc/fs/jbd2 entry)"
 
 
 def disk_of(mount_device):
@@ -269,7 +280,7 @@ def disk_of(mount_device):
     rotational = read_text(os.path.join(block, "queue", "rotational"))
     model = read_text(os.path.join(block, "device", "model"))
     size = "%.0f GiB" % (int(sectors) * 512 / 2**30) if sectors else "?"
-    kind = {"0": "non-rotational", "1": "rotational"}.get(rotational, "?")
+    kind = "queue/rotational %s" % (rotational or "?")
     return "%s, %s, %s%s" % (name, size, kind,
                              ", model " + model if model else "")
 
@@ -282,7 +293,7 @@ def describe_machine(work):
     memory = [line.split(":", 1)[1].strip()
               for line in read_text("/proc/meminfo").splitlines()
               if line.startswith("MemTotal")]
-    mount = file_system_of(work)
+    device, mount_point, fs_type, options = file_system_of(work)
     commit = subprocess.run(["git", "-C", servers.TOP, "describe",
                              "--always", "--dirty"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True,
@@ -296,8 +307,10 @@ def describe_machine(work):
                                     cpus[0] if cpus else "unknown model"),
         "- memory: %s" % (memory[0] if memory else "unknown"),
         "- work folder: %s" % work,
-        "- file system: %s" % mount,
-        "- disk: %s" % disk_of(mount.split()[0]),
+        "- file system: %s on %s, %s (%s)%s"
+        % (device, mount_point, fs_type, options,
+           journal_of(device, fs_type)),
+        "- disk: %s" % disk_of(device),
     ]
 
 
@@ -400,10 +413,17 @@ def measure(args, sockets):
         for system in systems_of(letters, by_letter):
             system.stop()
             shutil.rmtree(system.mail, ignore_errors=True)
+        shutil.rmtree(servers.old_mail_folder(args.work), ignore_errors=True)
     return measured
 
 
+def stop_on_signal(number, frame):
+    raise SystemExit("bench: stopped by signal %d" % number)
+
+
 def main():
+    # SIGTERM then stops the servers through the finally blocks.
+    signal.signal(signal.SIGTERM, stop_on_signal)
     args = parse_arguments()
     args.work = os.path.abspath(args.work)
     try:
