@@ -13,7 +13,7 @@ WARNINGS = -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes \
 	-Wmissing-prototypes -Wimplicit-fallthrough -Wvla
 CPPFLAGS += -I. -D_GNU_SOURCE -DLMTPD_VERSION='"$(VERSION)"'
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS)
-LIBS = $(shell pkg-config --libs libsystemd) -lcdb
+LIBS = -lcdb
 CHECK_LIBS = $(shell pkg-config --libs check)
 
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \

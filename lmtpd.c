@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -16,8 +17,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include <systemd/sd-daemon.h>
-
 #include "session/log.h"
 #include "session/session.h"
 #include "store/store.h"
@@ -27,6 +26,9 @@
 #endif
 
 #define DEFAULT_MAP "/etc/lmtpd/users.cdb"
+
+/* The first descriptor that systemd passes, see listen_fds(). */
+#define LISTEN_FDS_START 3
 
 static volatile sig_atomic_t child_exited;
 static volatile sig_atomic_t stop_requested;
@@ -320,6 +322,78 @@ is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/* Parses a whole decimal number with no sign or spaces, or returns -1. */
+static long
+parse_count(const char *text)
+{
+    char *end;
+    long value;
+
+    if (text == NULL || text[0] < '0' || text[0] > '9')
+        return -1;
+    errno = 0;
+    value = strtol(text, &end, 10);
+    return *end == '\0' && errno == 0 ? value : -1;
+}
+
+/*
+ * Returns the number of sockets that systemd passed to this process, as
+ * sd_listen_fds(3) describes: LISTEN_PID is this process and LISTEN_FDS
+ * counts the descriptors from 3 on.  Returns 0 when none were passed to
+ * this process, or -1 with errno EINVAL when a variable is malformed.
+ * Unsets the variables, so that no child takes the sockets for its own,
+ * and marks the descriptors close-on-exec.
+ */
+static int
+listen_fds(void)
+{
+    const char *pid_text = getenv("LISTEN_PID");
+    const char *count_text = getenv("LISTEN_FDS");
+    long pid = parse_count(pid_text);
+    long count = parse_count(count_text);
+    int result = 0;
+
+    if (pid_text == NULL || count_text == NULL)
+        goto done;
+    if (pid < 0 || count < 0 || count > INT_MAX - LISTEN_FDS_START) {
+        errno = EINVAL;
+        result = -1;
+        goto done;
+    }
+    if (pid != (long)getpid())
+        goto done;
+    for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + count; fd++) {
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) == -1) {
+            result = -1;
+            goto done;
+        }
+    }
+    result = (int)count;
+
+done:
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return result;
+}
+
+/* Returns 1 for a listening stream socket, 0 for a connected one, or -1. */
+static int
+stream_socket_state(int fd)
+{
+    int type, listening;
+    socklen_t len = sizeof(type);
+
+    if (!is_socket(fd) ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1 ||
+        type != SOCK_STREAM)
+        return -1;
+    len = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == -1)
+        return -1;
+    return listening != 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -353,7 +427,7 @@ main(int argc, char **argv)
             snprintf(hostname, sizeof(hostname), "localhost");
         config.hostname = hostname;
     }
-    fds = sd_listen_fds(1);
+    fds = listen_fds();
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))
         config.bare_lf = 1;
@@ -361,7 +435,7 @@ main(int argc, char **argv)
 
     if (fds < 0) {
         log_error("cannot read the sockets passed by systemd: %s",
-                  strerror(-fds));
+                  strerror(errno));
         return EX_OSERR;
     }
     if (fds > 1) {
@@ -369,11 +443,12 @@ main(int argc, char **argv)
         return EX_CONFIG;
     }
     if (fds == 1) {
-        int fd = SD_LISTEN_FDS_START;
+        int fd = LISTEN_FDS_START;
+        int state = stream_socket_state(fd);
 
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        if (state == 1)
             return accept_loop(&config, fd, max_children);
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
+        if (state == 0)
             return serve(&config, fd, fd);
         log_error("the descriptor passed by systemd is not a stream socket");
         return EX_CONFIG;

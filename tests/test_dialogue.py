@@ -467,6 +467,48 @@ class TerminalTest(unittest.TestCase):
                       result.stderr)
 
 
+class ListenFdsTest(unittest.TestCase):
+    """The LISTEN_PID and LISTEN_FDS variables of sd_listen_fds(3)."""
+
+    SCRIPT = b"LHLO c\nQUIT\n"
+
+    def run_with(self, pid, fds, null_on_fd3=False):
+        """Run lmtpd on a pipe session with LISTEN_PID=pid and
+        LISTEN_FDS=fds; pid "self" becomes lmtpd's own PID, through
+        exec from a shell.  null_on_fd3 opens /dev/null as descriptor 3."""
+        server = LmtpdServer("listen-fds", USERS)
+        server.stop()
+        pid_value = '"$$"' if pid == "self" else "'%s'" % pid
+        script = "LISTEN_PID=%s LISTEN_FDS='%s' exec \"$@\"" % (pid_value, fds)
+        if null_on_fd3:
+            script = "exec 3</dev/null; " + script
+        command = ["/bin/sh", "-c", script, "sh", LMTPD, "--map", server.map,
+                   "--spool-dir", server.spool, "--log", "stderr"]
+        return subprocess.run(command, input=self.SCRIPT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              timeout=20, check=False)
+
+    def test_other_process_ignored(self):
+        """Variables meant for another process: serve the pipe."""
+        result = self.run_with(1, 1)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        replies = result.stdout.decode().split("\r\n")
+        self.assertRegex(replies[0], r"^220 ")
+        self.assertRegex(replies[-2], r"^221 ")
+
+    def test_malformed_count(self):
+        result = self.run_with("self", "one")
+        self.assertEqual(result.returncode, 71)
+        self.assertEqual(result.stdout, b"")
+        self.assertIn(b"cannot read the sockets passed by systemd: "
+                      b"Invalid argument", result.stderr)
+
+    def test_passed_file_not_socket(self):
+        result = self.run_with("self", "1", null_on_fd3=True)
+        self.assertEqual(result.returncode, 78)
+        self.assertIn(b"is not a stream socket", result.stderr)
+
+
 class CommandLineTest(unittest.TestCase):
     def run_lmtpd(self, *args):
         return subprocess.run([LMTPD] + list(args), stdin=subprocess.DEVNULL,
