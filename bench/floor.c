@@ -116,13 +116,18 @@ run_writer(void *argument)
     return NULL;
 }
 
-/* Creates DIR/userN/ with tmp/, new/ and cur/, where missing. */
+/* Creates DIR/userN/ with tmp/, new/ and cur/, and DIR, where missing. */
 static int
 make_maildir(const char *dir, unsigned index, char *path, size_t size)
 {
     static const char *const subdirs[] = {"", "tmp", "new", "cur"};
     char sub[PATH_MAX];
 
+    if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+        fprintf(stderr, "floor: cannot create %s: %s\n", dir,
+                strerror(errno));
+        return -1;
+    }
     snprintf(path, size, "%s/user%u/", dir, index);
     for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
         snprintf(sub, sizeof sub, "%s%s", path, subdirs[i]);
