@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -507,6 +508,69 @@ read_record(struct cdb *cdb, const char *map_path, const struct candidate *hit,
 }
 
 /*
+ * The map of the last lookup, kept open while the file at its path stays
+ * the same (device, inode, size and modification time), so that the
+ * lookups of a session do not each open and map it.  A map replaced with
+ * rename(), as "cdb -m" does, takes effect at the next lookup.
+ */
+static struct {
+    char path[PATH_MAX];
+    struct stat st;
+    int fd; /* -1 when no map is open */
+    struct cdb cdb;
+} open_map = {.fd = -1};
+
+static void
+close_map(void)
+{
+    if (open_map.fd < 0)
+        return;
+    cdb_free(&open_map.cdb);
+    close(open_map.fd);
+    open_map.fd = -1;
+}
+
+static int
+same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+           a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+           a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/*
+ * Returns the map at map_path, kept from the last lookup when the file
+ * is unchanged, else opened now.  Returns NULL with the reply set when
+ * the map cannot be read.
+ */
+static struct cdb *
+get_map(const char *map_path, struct store_reply *reply)
+{
+    struct stat st;
+    int fd;
+
+    if (stat(map_path, &st) == 0 && open_map.fd >= 0 &&
+        strcmp(open_map.path, map_path) == 0 && same_file(&st, &open_map.st))
+        return &open_map.cdb;
+    close_map();
+
+    /* fstat() describes the file opened, even if the path changed since. */
+    fd = open(map_path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1 || fstat(fd, &open_map.st) == -1 ||
+        cdb_init(&open_map.cdb, fd) == -1) {
+        store_reply_set(reply, STORE_MAP_ERROR, "map %s: %s", map_path,
+                        strerror(errno));
+        if (fd != -1)
+            close(fd);
+        return NULL;
+    }
+    open_map.fd = fd;
+    snprintf(open_map.path, sizeof open_map.path, "%s", map_path);
+    return &open_map.cdb;
+}
+
+/*
  * Looks up the mailbox of address, a forward-path without brackets or a
  * bare "postmaster".  The first key found wins, with the domain always in
  * lower case: the local part as given, then in lower case, then without
@@ -524,8 +588,8 @@ users_lookup(const char *map_path, const char *address, const char *delimiters,
 {
     struct candidate list[CANDIDATES_MAX];
     struct address_parts parts;
-    struct cdb cdb;
-    int fd, hit;
+    struct cdb *cdb;
+    int hit;
     int result = -1;
 
     /* Both limits are far above RFC 5321's 64-byte local part. */
@@ -536,28 +600,16 @@ users_lookup(const char *map_path, const char *address, const char *delimiters,
         return -1;
     }
 
-    fd = open(map_path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        store_reply_set(reply, STORE_MAP_ERROR, "map %s: %s", map_path,
-                        strerror(errno));
+    cdb = get_map(map_path, reply);
+    if (cdb == NULL)
         return -1;
-    }
-    if (cdb_init(&cdb, fd) == -1) {
-        store_reply_set(reply, STORE_MAP_ERROR, "map %s: %s", map_path,
-                        strerror(errno));
-        close(fd);
-        return -1;
-    }
 
-    hit = find_candidate(&cdb, map_path, list, list_candidates(&parts, list),
+    hit = find_candidate(cdb, map_path, list, list_candidates(&parts, list),
                          reply);
     if (hit == -1)
         store_reply_set(reply, STORE_UNKNOWN_USER, "no key in map %s",
                         map_path);
     else if (hit >= 0)
-        result = read_record(&cdb, map_path, &list[hit], &parts, mb, reply);
-
-    cdb_free(&cdb);
-    close(fd);
+        result = read_record(cdb, map_path, &list[hit], &parts, mb, reply);
     return result;
 }

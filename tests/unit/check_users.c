@@ -3,6 +3,7 @@
  * and record parsing to lookups in a map built by the real "cdb -c -m".
  */
 #include <check.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,28 +261,34 @@ write_file(const char *path, const char *text)
     ck_assert_int_eq(fclose(f), 0);
 }
 
+/* Compiles the text map at source into cdb_path with "cdb -c -m". */
 static void
-make_map(void)
+compile_map(const char *cdb_path, const char *source)
 {
     pid_t pid;
     int status;
 
+    pid = fork();
+    ck_assert_int_ne(pid, -1);
+    if (pid == 0) {
+        execlp("cdb", "cdb", "-c", "-m", cdb_path, source, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "cdb -c -m failed with status %d", status);
+}
+
+static void
+make_map(void)
+{
     ck_assert_ptr_nonnull(mkdtemp(map_dir));
     snprintf(map_path, sizeof map_path, "%s/users.cdb", map_dir);
     snprintf(text_path, sizeof text_path, "%s/users.txt", map_dir);
     snprintf(bad_map_path, sizeof bad_map_path, "%s/bad.cdb", map_dir);
     write_file(text_path, map_text);
     write_file(bad_map_path, "alice@example.com mailbox=/x/\n");
-
-    pid = fork();
-    ck_assert_int_ne(pid, -1);
-    if (pid == 0) {
-        execlp("cdb", "cdb", "-c", "-m", map_path, text_path, (char *)NULL);
-        _exit(127);
-    }
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "cdb -c -m failed with status %d", status);
+    compile_map(map_path, text_path);
 }
 
 static void
@@ -448,6 +455,96 @@ START_TEST(lookup_address_too_long)
 }
 END_TEST
 
+/*
+ * Compiles a one-line map for alice with the given mailbox into path,
+ * through a text file beside it.
+ */
+static void
+make_alice_map(const char *path, const char *mailbox)
+{
+    char source[sizeof map_dir + 32], line[128];
+
+    snprintf(source, sizeof source, "%s/alice.txt", map_dir);
+    snprintf(line, sizeof line, "alice@example.com mailbox=%s\n", mailbox);
+    write_file(source, line);
+    compile_map(path, source);
+    unlink(source);
+}
+
+/* Looks alice up in path and checks the mailbox found. */
+static void
+check_alice(const char *path, const char *mailbox)
+{
+    static struct mailbox mb;
+    struct store_reply reply;
+
+    ck_assert_int_eq(
+        users_lookup(path, "alice@example.com", "+", &mb, &reply), 0);
+    ck_assert_str_eq(mb.path, mailbox);
+}
+
+/* The open map is dropped when "cdb -m" renames a new one into place. */
+START_TEST(lookup_sees_replaced_map)
+{
+    char path[sizeof map_dir + 32];
+
+    snprintf(path, sizeof path, "%s/replaced.cdb", map_dir);
+    make_alice_map(path, "/var/mail/first/");
+    check_alice(path, "/var/mail/first/");
+    check_alice(path, "/var/mail/first/");
+    make_alice_map(path, "/var/mail/second/");
+    check_alice(path, "/var/mail/second/");
+    unlink(path);
+}
+END_TEST
+
+/* A map copied over the open one, in place, is seen too. */
+START_TEST(lookup_sees_rewritten_map)
+{
+    char path[sizeof map_dir + 32], other[sizeof map_dir + 32];
+    char buffer[4096];
+    ssize_t len;
+    int in, out;
+
+    snprintf(path, sizeof path, "%s/rewritten.cdb", map_dir);
+    snprintf(other, sizeof other, "%s/other.cdb", map_dir);
+    make_alice_map(path, "/var/mail/first/");
+    make_alice_map(other, "/var/mail/a-longer-name/");
+    check_alice(path, "/var/mail/first/");
+
+    in = open(other, O_RDONLY);
+    out = open(path, O_WRONLY | O_TRUNC);
+    ck_assert_int_ge(in, 0);
+    ck_assert_int_ge(out, 0);
+    while ((len = read(in, buffer, sizeof buffer)) > 0)
+        ck_assert_int_eq(write(out, buffer, (size_t)len), len);
+    close(in);
+    close(out);
+    check_alice(path, "/var/mail/a-longer-name/");
+    unlink(path);
+    unlink(other);
+}
+END_TEST
+
+/* A map removed after a lookup defers the next one. */
+START_TEST(lookup_removed_map_defers)
+{
+    static struct mailbox mb;
+    struct store_reply reply;
+    char path[sizeof map_dir + 32];
+
+    snprintf(path, sizeof path, "%s/removed.cdb", map_dir);
+    make_alice_map(path, "/var/mail/first/");
+    check_alice(path, "/var/mail/first/");
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(
+        users_lookup(path, "alice@example.com", "+", &mb, &reply), -1);
+    ck_assert_int_eq(reply.code, 451);
+    ck_assert_msg(strstr(reply.detail, "No such file") != NULL,
+                  "detail \"%s\"", reply.detail);
+}
+END_TEST
+
 static Suite *
 users_suite(void)
 {
@@ -467,6 +564,9 @@ users_suite(void)
     tcase_add_loop_test(lookup, lookup_table, 0,
                         sizeof lookup_cases / sizeof lookup_cases[0]);
     tcase_add_test(lookup, lookup_fills_limits);
+    tcase_add_test(lookup, lookup_sees_replaced_map);
+    tcase_add_test(lookup, lookup_sees_rewritten_map);
+    tcase_add_test(lookup, lookup_removed_map_defers);
     tcase_add_test(lookup, lookup_malformed_record_defers);
     tcase_add_test(lookup, lookup_missing_map_defers);
     tcase_add_test(lookup, lookup_invalid_map_defers);
