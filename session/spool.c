@@ -141,6 +141,28 @@ spool_put(struct spool *spool, const char *bytes, size_t len)
     }
 }
 
+/*
+ * Appends the last text of a line and its LF, with one copy while the
+ * buffer has room: the common case of the DATA reader, once per line.
+ */
+static void
+spool_put_line(struct spool *spool, const char *text, size_t len)
+{
+    size_t room = sizeof(spool->buffer) - spool->used;
+
+    if (len < room && !spool->too_big && spool->write_errno == 0 &&
+        (spool->max_size == 0 ||
+         (unsigned long long)spool->size + len + 1 <= spool->max_size)) {
+        memcpy(spool->buffer + spool->used, text, len);
+        spool->buffer[spool->used + len] = '\n';
+        spool->used += len + 1;
+        spool->size += (off_t)(len + 1);
+        return;
+    }
+    spool_put(spool, text, len);
+    spool_put(spool, "\n", 1);
+}
+
 enum data_state {
     AT_LINE_START, /* at the first byte of a line */
     IN_LINE,
@@ -156,10 +178,11 @@ struct data_reader {
     struct spool *spool;
 };
 
+/* Stores the last len bytes of a line and its LF; a new line starts. */
 static void
-end_line(struct data_reader *r, int crlf)
+end_line(struct data_reader *r, const char *text, size_t len, int crlf)
 {
-    spool_put(r->spool, "\n", 1);
+    spool_put_line(r->spool, text, len);
     r->after_crlf = crlf || r->bare_lf;
     r->state = AT_LINE_START;
 }
@@ -171,7 +194,7 @@ line_byte(struct data_reader *r, char c)
     if (c == '\r') {
         r->state = AFTER_CR;
     } else if (c == '\n') {
-        end_line(r, 0);
+        end_line(r, "", 0, 0);
     } else {
         spool_put(r->spool, &c, 1);
         r->state = IN_LINE;
@@ -199,7 +222,7 @@ data_byte(struct data_reader *r, char c)
         return 0;
     case AFTER_CR:
         if (c == '\n') {
-            end_line(r, 1);
+            end_line(r, "", 0, 1);
             return 0;
         }
         spool_put(r->spool, "\r", 1); /* a bare CR is kept */
@@ -213,8 +236,7 @@ data_byte(struct data_reader *r, char c)
         } else if (c == '\n') {
             if (r->bare_lf && r->after_crlf)
                 return 1;
-            spool_put(r->spool, ".", 1);
-            end_line(r, 0);
+            end_line(r, ".", 1, 0);
         } else {
             spool_put(r->spool, &c, 1); /* the stuffed dot is dropped */
             r->state = IN_LINE;
@@ -224,8 +246,7 @@ data_byte(struct data_reader *r, char c)
         if (c == '\n') {
             if (r->after_crlf)
                 return 1;
-            spool_put(r->spool, ".", 1);
-            end_line(r, 1);
+            end_line(r, ".", 1, 1);
             return 0;
         }
         spool_put(r->spool, "\r", 1); /* "." CR text: the dot goes */
@@ -235,6 +256,34 @@ data_byte(struct data_reader *r, char c)
         return 0;
     }
     return 0;
+}
+
+/*
+ * Takes the rest of a line, from p inside it, up to and including its
+ * LF, or up to end when no LF comes before.  This is the fast path of
+ * data_byte(): a CR before the LF is dropped, any other CR is kept, and
+ * a CR at end waits in AFTER_CR for the next read.  Returns where the
+ * next byte to take is.
+ */
+static char *
+take_line(struct data_reader *r, char *p, char *end)
+{
+    char *lf = memchr(p, '\n', (size_t)(end - p));
+
+    if (lf == NULL) {
+        if (end[-1] == '\r') {
+            spool_put(r->spool, p, (size_t)(end - 1 - p));
+            r->state = AFTER_CR;
+        } else {
+            spool_put(r->spool, p, (size_t)(end - p));
+        }
+        return end;
+    }
+    if (lf > p && lf[-1] == '\r')
+        end_line(r, p, (size_t)(lf - 1 - p), 1);
+    else
+        end_line(r, p, (size_t)(lf - p), 0);
+    return lf + 1;
 }
 
 /*
@@ -255,14 +304,12 @@ spool_read_data(struct spool *spool, struct lineio *io, int bare_lf)
         char *end = io->input + io->end;
 
         while (p < end) {
+            /* Only a dot at a line start needs the byte machine. */
+            if (r.state == AT_LINE_START && *p != '.')
+                r.state = IN_LINE;
             if (r.state == IN_LINE) {
-                char *text = p;
-
-                while (p < end && *p != '\r' && *p != '\n')
-                    p++;
-                spool_put(spool, text, (size_t)(p - text));
-                if (p == end)
-                    break;
+                p = take_line(&r, p, end);
+                continue;
             }
             if (data_byte(&r, *p++)) {
                 io->start = (size_t)(p - io->input);
