@@ -16,6 +16,18 @@
 
 #include "bench/common.h"
 
+/*
+ * Trace fields that every delivery adds at the top of the message (RFC
+ * 5321 section 4.4 requires Return-Path and Received), as long as the
+ * ones lmtpd writes for the load generator's envelope.
+ */
+static const char trace_fields[] =
+    "Return-Path: <sender@client.example>\n"
+    "Delivered-To: user0@bench.example\n"
+    "Received: from client.example\n"
+    "\tby mx.bench.example (lmtpd) with LMTP id 0123456789AB.1\n"
+    "\tfor <user0@bench.example>; Thu, 01 Jan 2026 00:00:00 +0000\n";
+
 struct writer {
     const char *maildir; /* ends in '/' */
     unsigned index;
@@ -39,8 +51,10 @@ usage(FILE *out)
         "  -j, --writers N     writers at once, one thread and Maildir\n"
         "                      each (default 1)\n"
         "  -n, --messages N    messages each writer writes (default 100)\n"
-        "  -s, --size BYTES    message size, with K or M suffix\n"
-        "                      (default 4K)\n"
+        "  -s, --size BYTES    message size as the load generator sends\n"
+        "                      it, with K or M suffix (default 4K); the\n"
+        "                      file holds it as a delivery stores it,\n"
+        "                      with trace fields and LF line ends\n"
         "  -h, --help          show this help and exit\n");
 }
 
@@ -140,6 +154,31 @@ make_maildir(const char *dir, unsigned index, char *path, size_t size)
     return 0;
 }
 
+/*
+ * Returns the load generator's message of size bytes as a delivery
+ * stores it: the trace fields, then the text with LF line ends.  Sets
+ * *stored_size to its length.
+ */
+static char *
+make_stored_message(size_t size, unsigned long *stored_size)
+{
+    char *sent = bench_make_message(size, "\r\n");
+    char *stored = malloc(sizeof trace_fields + size);
+    size_t len = sizeof trace_fields - 1;
+
+    if (stored == NULL) {
+        fprintf(stderr, "floor: out of memory for the message\n");
+        exit(1);
+    }
+    memcpy(stored, trace_fields, len);
+    for (size_t i = 0; i < size; i++)
+        if (sent[i] != '\r' || sent[i + 1] != '\n')
+            stored[len++] = sent[i];
+    free(sent);
+    *stored_size = len;
+    return stored;
+}
+
 /* Starts the writers, waits for them and prints the summary line. */
 static int
 run_writers(struct writer *writers, unsigned count)
@@ -212,7 +251,7 @@ main(int argc, char **argv)
         return 2;
     }
 
-    message = bench_make_message(size, "\n");
+    message = make_stored_message(size, &size);
     for (unsigned i = 0; i < count; i++) {
         if (make_maildir(argv[optind], i, maildirs[i], PATH_MAX) == -1)
             return 1;
