@@ -12,9 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/common.h"
+
+/* This host's name, for the unique file names. */
+static char host_name[64] = "localhost";
 
 /*
  * Trace fields that every delivery adds at the top of the message (RFC
@@ -58,17 +62,25 @@ usage(FILE *out)
         "  -h, --help          show this help and exit\n");
 }
 
-/* Writes one message into tmp/ and moves it into new/, both durable. */
+/*
+ * Writes one message into tmp/ and moves it into new/, both durable.
+ * The name has the form and length of lmtpd's, as the Maildir spec
+ * suggests: <seconds>.M<microseconds>P<pid>Q<count>.<host>.
+ */
 static int
 write_one(struct writer *w, unsigned long number, int new_fd)
 {
-    char tmp_path[PATH_MAX], new_path[PATH_MAX];
+    char tmp_path[PATH_MAX], new_path[PATH_MAX], name[NAME_MAX + 1];
+    struct timespec now;
     int fd;
 
-    snprintf(tmp_path, sizeof tmp_path, "%stmp/floor.%u.%lu", w->maildir,
-             w->index, number);
-    snprintf(new_path, sizeof new_path, "%snew/floor.%u.%lu,S=%zu",
-             w->maildir, w->index, number, w->size);
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(name, sizeof name, "%lld.M%06ldP%ldQ%lu.%s",
+             (long long)now.tv_sec, now.tv_nsec / 1000,
+             (long)getpid() + w->index, number + 1, host_name);
+    snprintf(tmp_path, sizeof tmp_path, "%stmp/%s", w->maildir, name);
+    snprintf(new_path, sizeof new_path, "%snew/%s,S=%zu", w->maildir, name,
+             w->size);
 
     fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
               0600);
@@ -251,6 +263,7 @@ main(int argc, char **argv)
         return 2;
     }
 
+    gethostname(host_name, sizeof host_name - 1);
     message = make_stored_message(size, &size);
     for (unsigned i = 0; i < count; i++) {
         if (make_maildir(argv[optind], i, maildirs[i], PATH_MAX) == -1)
