@@ -67,14 +67,15 @@ bench/%: bench/%.c bench/common.c bench/common.h
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< bench/common.c \
 		-lpthread
 
-# Measures lmtpd against the fsync floor and a private Dovecot; see
-# BENCHMARKS.md.  Needs root and the packages of bench-deps.
+# Measures lmtpd against the fsync floor and a private Dovecot, which
+# needs root and the packages of bench-deps; see BENCHMARKS.md.  Options
+# of bench/run.py go in BENCH_ARGS, for example "--work DIR".
 bench: lmtpd $(BENCH_PROGRAMS)
-	python3 bench/run.py
+	python3 bench/run.py $(BENCH_ARGS)
 
 # The same harness with small counts and one run, in seconds.
 bench-smoke: lmtpd $(BENCH_PROGRAMS)
-	python3 bench/run.py --smoke
+	python3 bench/run.py --smoke $(BENCH_ARGS)
 
 # Installs Dovecot's LMTP server, the peer the benchmark compares with.
 bench-deps:
