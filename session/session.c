@@ -269,10 +269,6 @@ log_result(struct session *s, const struct recipient *recipient,
                 result->detail[0] != '\0' ? ": " : "", result->detail);
 }
 
-/* The store copies a message kept in memory into a buffer of this size. */
-_Static_assert(SPOOL_MEMORY_MAX <= STORE_MEMORY_MAX,
-               "the spool buffer is larger than the store accepts");
-
 /* Delivers to one recipient, or sets the reason why it cannot. */
 static void
 deliver_one(struct session *s, struct spool *spool,

@@ -129,31 +129,6 @@ store_header_block(const struct delivery *d, char *buffer, size_t size)
 }
 
 /*
- * Delivers a message kept in memory into the Maildir folder.  The
- * header block and the message go into one buffer, so that
- * maildir_deliver() stores both with one write() and no spool file.
- */
-static int
-deliver_from_memory(const char *folder, const char *header, size_t len,
-                    const struct delivery *d, struct store_reply *reply)
-{
-    /* Static, because one message is delivered at a time and 68 KiB is a
-     * large stack frame. */
-    static char block[HEADER_BLOCK_SIZE + STORE_MEMORY_MAX];
-
-    if (d->spool_size > STORE_MEMORY_MAX || len > HEADER_BLOCK_SIZE) {
-        store_reply_set(reply, STORE_LOCAL_ERROR,
-                        "message of %lld bytes in memory, at most %d",
-                        (long long)d->spool_size, STORE_MEMORY_MAX);
-        return -1;
-    }
-    memcpy(block, header, len);
-    memcpy(block + len, d->spool_data, (size_t)d->spool_size);
-    return maildir_deliver(folder, block, len + (size_t)d->spool_size, -1, 0,
-                           reply);
-}
-
-/*
  * Delivers the spooled message with its header block to the mailbox.
  * Returns 0 with a 250 reply only when the message is on disk and
  * fsynced.  Returns -1 with the reply set after the writer has removed
@@ -187,7 +162,8 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
         maildir_choose_folder(mb->path, mb->detail, d->create_folders,
                               folder, sizeof folder);
         if (d->spool_data != NULL)
-            return deliver_from_memory(folder, header, len, d, reply);
+            return maildir_deliver_memory(folder, header, len, d->spool_data,
+                                          (size_t)d->spool_size, reply);
         return maildir_deliver(folder, header, len, d->spool_fd,
                                d->spool_size, reply);
     }

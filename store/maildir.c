@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,13 @@
 
 /* Counter that keeps names of one process unique within a microsecond. */
 static unsigned long delivery_count;
+
+/* The message after the header block: in memory, or in the spool file. */
+struct body {
+    const char *data; /* the message, or NULL when it is in spool_fd */
+    int spool_fd;
+    off_t size;
+};
 
 /* Opens the directory and fsyncs it, to make a new entry in it durable. */
 static int
@@ -160,6 +168,31 @@ write_all(int fd, const char *buffer, size_t len)
     return 0;
 }
 
+/* Writes a and then b with writev(), going on after short writes. */
+static int
+write_two(int fd, const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    struct iovec iov[2] = {{(void *)a, a_len}, {(void *)b, b_len}};
+    ssize_t written;
+
+    while (iov[0].iov_len + iov[1].iov_len > 0) {
+        written = writev(fd, iov, 2);
+        if (written == -1 && errno == EINTR)
+            continue;
+        if (written <= 0)
+            return -1;
+        for (int i = 0; i < 2; i++) {
+            size_t done = (size_t)written < iov[i].iov_len ? (size_t)written
+                                                            : iov[i].iov_len;
+
+            iov[i].iov_base = (char *)iov[i].iov_base + done;
+            iov[i].iov_len -= done;
+            written -= (ssize_t)done;
+        }
+    }
+    return 0;
+}
+
 /* Copies one block of the spool with pread() and write(). */
 static ssize_t
 copy_block(int fd, int spool_fd, off_t offset, size_t len)
@@ -265,17 +298,23 @@ create_tmp(const char *dir, char *tmp_path, size_t size,
     return -1;
 }
 
-/* Writes the header block and the spool to fd, fsyncs and closes it. */
+/* Writes the header block and the body to fd, fsyncs and closes it. */
 static int
 write_message(int fd, const char *path, const char *header, size_t header_len,
-              int spool_fd, off_t spool_size, struct store_reply *reply)
+              const struct body *body, struct store_reply *reply)
 {
-    if (write_all(fd, header, header_len) == -1) {
+    if (body->data != NULL) {
+        if (write_two(fd, header, header_len, body->data,
+                      (size_t)body->size) == -1) {
+            store_reply_errno(reply, errno, "write", path);
+            goto fail;
+        }
+    } else if (write_all(fd, header, header_len) == -1) {
         store_reply_errno(reply, errno, "write", path);
         goto fail;
-    }
-    if (copy_spool(fd, path, spool_fd, spool_size, reply) == -1)
+    } else if (copy_spool(fd, path, body->spool_fd, body->size, reply) == -1) {
         goto fail;
+    }
     if (fsync(fd) == -1) {
         store_reply_errno(reply, errno, "fsync", path);
         goto fail;
@@ -366,22 +405,18 @@ move_into_new_dir(const char *dir, const char *tmp_path, off_t size,
 }
 
 /*
- * Delivers the header block and the spool into the Maildir dir, which
- * ends in '/'.  For a message kept in memory, header contains the whole
- * message and spool_size is 0.  When tmp/ or new/ is missing, creates whichever of dir,
+ * Delivers the header block and the body into the Maildir dir, which
+ * ends in '/'.  When tmp/ or new/ is missing, creates whichever of dir,
  * tmp/, new/ and cur/ are missing, with mode 0700.  A Maildir that lacks
  * only cur/ is left as it is, because delivery does not use cur/.
- * Returns 0 with a 250 reply once the message is durable in new/.
- * Returns -1 with the reply set and nothing of the message in new/, nor
- * in tmp/ unless unlink() failed there.
  */
-int
-maildir_deliver(const char *dir, const char *header, size_t header_len,
-                int spool_fd, off_t spool_size, struct store_reply *reply)
+static int
+deliver_body(const char *dir, const char *header, size_t header_len,
+             const struct body *body, struct store_reply *reply)
 {
     char tmp_path[PATH_MAX];
     size_t dir_len = strlen(dir);
-    off_t size = (off_t)header_len + spool_size;
+    off_t size = (off_t)header_len + body->size;
     int fd, result = -1;
 
     if (dir_len == 0 || dir[dir_len - 1] != '/' || dir[0] != '/') {
@@ -400,8 +435,7 @@ maildir_deliver(const char *dir, const char *header, size_t header_len,
     if (fd == -1)
         return -1;
 
-    if (write_message(fd, tmp_path, header, header_len, spool_fd, spool_size,
-                      reply) == 0)
+    if (write_message(fd, tmp_path, header, header_len, body, reply) == 0)
         result = move_into_new_dir(dir, tmp_path, size, reply);
 
     /* On failure the tmp/ file must go.  If unlink() fails, it stays in
@@ -409,4 +443,30 @@ maildir_deliver(const char *dir, const char *header, size_t header_len,
     if (result == -1)
         unlink(tmp_path);
     return result;
+}
+
+/*
+ * Delivers the header block and the spool into the Maildir dir, see
+ * deliver_body().  Returns 0 with a 250 reply once the message is
+ * durable in new/.  Returns -1 with the reply set and nothing of the
+ * message in new/, nor in tmp/ unless unlink() failed there.
+ */
+int
+maildir_deliver(const char *dir, const char *header, size_t header_len,
+                int spool_fd, off_t spool_size, struct store_reply *reply)
+{
+    struct body body = {NULL, spool_fd, spool_size};
+
+    return deliver_body(dir, header, header_len, &body, reply);
+}
+
+/* Delivers as maildir_deliver() does, the message being size bytes at data. */
+int
+maildir_deliver_memory(const char *dir, const char *header,
+                       size_t header_len, const char *data, size_t size,
+                       struct store_reply *reply)
+{
+    struct body body = {data, -1, (off_t)size};
+
+    return deliver_body(dir, header, header_len, &body, reply);
 }

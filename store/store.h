@@ -62,9 +62,6 @@ int users_parse_record(const char *value, size_t len, struct mailbox *,
                        char *error, size_t error_size);
 int users_parse_size(const char *text, unsigned long long *value);
 
-/* Largest message that struct delivery may carry in memory. */
-#define STORE_MEMORY_MAX 65536
-
 /*
  * One message for one recipient, with LF line ends and no dot-stuffing:
  * spool_size bytes at spool_data, or from offset 0 of the file spool_fd
@@ -98,6 +95,9 @@ void maildir_choose_folder(const char *inbox, const char *detail, int create,
 /* maildir.c and mbox.c: each writer leaves no partial message behind. */
 int maildir_deliver(const char *dir, const char *header, size_t header_len,
                     int spool_fd, off_t spool_size, struct store_reply *);
+int maildir_deliver_memory(const char *dir, const char *header,
+                           size_t header_len, const char *data, size_t size,
+                           struct store_reply *);
 int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);

@@ -377,6 +377,42 @@ START_TEST(deliver_existing_maildir)
 }
 END_TEST
 
+/* A message in memory is stored as header block and body, byte for byte. */
+START_TEST(deliver_from_memory)
+{
+    struct store_reply reply;
+    char name[512];
+
+    ck_assert_int_eq(maildir_deliver_memory(maildir, header, strlen(header),
+                                            body, strlen(body), &reply),
+                     0);
+    ck_assert_int_eq(reply.code, 250);
+    ck_assert_int_eq(count_entries(sub_path("new"), name, sizeof name), 1);
+    ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
+    check_message(name, body, strlen(body));
+}
+END_TEST
+
+/* A body larger than one write() may take still arrives whole. */
+START_TEST(deliver_from_memory_large)
+{
+    struct store_reply reply;
+    char name[512];
+    size_t len = 5 * 1024 * 1024 + 3;
+    char *content = malloc(len);
+
+    ck_assert_ptr_nonnull(content);
+    for (size_t i = 0; i < len; i++)
+        content[i] = (char)('a' + i % 23);
+    ck_assert_int_eq(maildir_deliver_memory(maildir, header, strlen(header),
+                                            content, len, &reply),
+                     0);
+    ck_assert_int_eq(count_entries(sub_path("new"), name, sizeof name), 1);
+    check_message(name, content, len);
+    free(content);
+}
+END_TEST
+
 /* A Maildir whose tmp/ exists but new/ does not gets new/ made. */
 START_TEST(deliver_creates_missing_new)
 {
@@ -521,20 +557,20 @@ END_TEST
  * A file size limit makes the write fail half way with EFBIG.  The
  * delivery runs in a child, which sends the reply back through a pipe.
  */
-START_TEST(fail_file_size_limit)
+/*
+ * Delivers content of len bytes in a child under a 4 KiB file size
+ * limit, from a spool file or from memory, and returns the reply.  The
+ * write fails half way with EFBIG.
+ */
+static void
+deliver_over_size_limit(const char *content, size_t len, int from_memory,
+                        struct store_reply *reply)
 {
-    struct store_reply reply;
-    size_t len = 256 * 1024;
-    char *content = calloc(1, len);
     int channel[2], status;
-    int spool;
+    int spool = make_spool(content, len);
     pid_t pid;
 
-    ck_assert_ptr_nonnull(content);
-    memset(content, 'x', len);
-    spool = make_spool(content, len);
     ck_assert_int_eq(pipe(channel), 0);
-
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -542,25 +578,41 @@ START_TEST(fail_file_size_limit)
 
         signal(SIGXFSZ, SIG_IGN);
         setrlimit(RLIMIT_FSIZE, &limit);
-        memset(&reply, 0, sizeof reply);
-        maildir_deliver(maildir, header, strlen(header), spool, (off_t)len,
-                        &reply);
-        free(content);
-        _exit(write(channel[1], &reply, sizeof reply) == sizeof reply ? 0 : 1);
+        memset(reply, 0, sizeof *reply);
+        if (from_memory)
+            maildir_deliver_memory(maildir, header, strlen(header), content,
+                                   len, reply);
+        else
+            maildir_deliver(maildir, header, strlen(header), spool,
+                            (off_t)len, reply);
+        _exit(write(channel[1], reply, sizeof *reply) == sizeof *reply ? 0
+                                                                        : 1);
     }
     close(channel[1]);
-    ck_assert_int_eq(read(channel[0], &reply, sizeof reply),
-                     (ssize_t)sizeof reply);
+    ck_assert_int_eq(read(channel[0], reply, sizeof *reply),
+                     (ssize_t)sizeof *reply);
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
                   "child exit status %d", status);
     close(channel[0]);
-
-    ck_assert_int_eq(reply.code, 552);
-    ck_assert_str_eq(reply.status, "5.3.4");
-    ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
-    ck_assert_int_eq(count_entries(sub_path("new"), NULL, 0), 0);
     close(spool);
+}
+
+START_TEST(fail_file_size_limit)
+{
+    struct store_reply reply;
+    size_t len = 256 * 1024;
+    char *content = calloc(1, len);
+
+    ck_assert_ptr_nonnull(content);
+    memset(content, 'x', len);
+    for (int from_memory = 0; from_memory <= 1; from_memory++) {
+        deliver_over_size_limit(content, len, from_memory, &reply);
+        ck_assert_int_eq(reply.code, 552);
+        ck_assert_str_eq(reply.status, "5.3.4");
+        ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
+        ck_assert_int_eq(count_entries(sub_path("new"), NULL, 0), 0);
+    }
     free(content);
 }
 END_TEST
@@ -582,6 +634,8 @@ maildir_suite(void)
     tcase_add_test(deliver, deliver_empty_body);
     tcase_add_test(deliver, deliver_existing_maildir);
     tcase_add_test(deliver, deliver_creates_missing_new);
+    tcase_add_test(deliver, deliver_from_memory);
+    tcase_add_test(deliver, deliver_from_memory_large);
     suite_add_tcase(suite, deliver);
 
     tcase_add_checked_fixture(fail, make_base, remove_base);
