@@ -67,6 +67,8 @@ FULL = [
               sequential=200, dovecot_target=4), "FPDL"),
     (Scenario("peak RSS, 4 KiB message", 1, 1, 1, "4K", measure_rss=True,
               rss_target=2048), "L"),
+    (Scenario("peak RSS, 64 KiB message, kept in memory", 1, 1, 1, "64K",
+              measure_rss=True, rss_target=2048), "L"),
     (Scenario("peak RSS, 1 MiB message", 1, 1, 1, "1M", measure_rss=True,
               rss_target=2048), "L"),
     (Scenario("peak RSS, 100 MiB message", 1, 1, 1, "100M",
