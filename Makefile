@@ -50,7 +50,7 @@ unit-check: $(UNIT_TESTS)
 
 # Every test: unit suites, dialogues over socket activation, Postfix,
 # and the message corpus when CORPUS names a folder of .eml files.
-check: lmtpd $(UNIT_TESTS)
+check: lmtpd $(UNIT_TESTS) $(BENCH_PROGRAMS)
 	python3 tests/run.py
 
 # Installs the Debian packages that building and testing need.
