@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import servers  # noqa: E402
 from servers import BenchError  # noqa: E402
 
+
 class Scenario:
     """Connections x messages x recipients x size, or a peak RSS probe."""
 
@@ -112,7 +113,7 @@ def make_systems(letters, work, sockets, users):
         by_letter["P"] = [servers.Dovecot(work, sockets, users, True)]
     if "L" in letters:
         by_letter["L"] = [servers.Lmtpd(work, sockets, mode, users)
-                     for mode in ("accept", "listen", "inetd")]
+                          for mode in ("accept", "listen", "inetd")]
     return by_letter
 
 
@@ -353,6 +354,12 @@ def print_report(args, machine, load_before, measured):
         else:
             print("\n".join(throughput_table(scenario, letters, by_letter,
                                              results)))
+    print("\nLatencies run from the final dot to the last reply; the "
+          "floor's from open() to the fsync() of new/.  Client CPU is the "
+          "CPU time of loadgen, or of the floor program, over the wall "
+          "time.  Ratios compare medians; in the sequential scenario "
+          "lmtpd/Dovecot compares with Dovecot run a process per "
+          "connection.")
     if rss:
         labels = [s.label for s in systems_of(rss[0][1], rss[0][2])]
         print("\nPeak RSS (VmHWM) of the lmtpd process that served the "

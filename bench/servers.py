@@ -201,6 +201,7 @@ class LmtpServer(System):
         super().__init__(work)
         self.socket_path = os.path.join(sockets, self.key + ".sock")
         self.process = None
+        self.log = None
 
     def run(self, scenario, timeout, server_parent=None):
         command = [LOADGEN, "--unix", self.socket_path,
@@ -217,8 +218,9 @@ class LmtpServer(System):
         if self.process is not None:
             stop_process(self.process)
             self.process = None
-        if hasattr(self, "log"):
+        if self.log is not None:
             self.log.close()
+            self.log = None
 
 
 class Lmtpd(LmtpServer):
