@@ -159,6 +159,15 @@ def reference_dovecot(letters, by_letter):
     return None
 
 
+def ratio_cell(runs, other):
+    """Format the ratio of the median rates, and in brackets the range of
+    the ratios of the runs made in the same round."""
+    pairs = [a["rate"] / b["rate"] for a, b in zip(runs, other)]
+    return "%.2f (%.2f-%.2f)" % (median_of(runs, "rate") /
+                                 median_of(other, "rate"),
+                                 min(pairs), max(pairs))
+
+
 def throughput_table(scenario, letters, by_letter, results):
     """Return the markdown rows of one throughput scenario."""
     rows = []
@@ -166,14 +175,12 @@ def throughput_table(scenario, letters, by_letter, results):
     dovecot = reference_dovecot(letters, by_letter)
     for system in systems_of(letters, by_letter):
         runs = results[system.key]
-        rate = median_of(runs, "rate")
         versus_floor = versus_dovecot = ""
         if isinstance(system, servers.Lmtpd):
             if floor:
-                versus_floor = "%.2f" % (rate / median_of(floor, "rate"))
+                versus_floor = ratio_cell(runs, floor)
             if dovecot is not None:
-                versus_dovecot = "%.2f" % (
-                    rate / median_of(results[dovecot.key], "rate"))
+                versus_dovecot = ratio_cell(runs, results[dovecot.key])
         cpu = [100 * f["cpu_seconds"] / f["seconds"] for f in runs]
         rows.append("| %s | %s | %s | %.2f | %.2f | %.0f | %s | %s |" % (
             scenario.name, system.label,
@@ -357,8 +364,9 @@ def print_report(args, machine, load_before, measured):
     print("\nLatencies run from the final dot to the last reply; the "
           "floor's from open() to the fsync() of new/.  Client CPU is the "
           "CPU time of loadgen, or of the floor program, over the wall "
-          "time.  Ratios compare medians; in the sequential scenario "
-          "lmtpd/Dovecot compares with Dovecot run a process per "
+          "time.  A ratio compares medians, and its brackets give the range "
+          "of the ratios within each round of runs.  In the sequential "
+          "scenario lmtpd/Dovecot compares with Dovecot run a process per "
           "connection.")
     if rss:
         labels = [s.label for s in systems_of(rss[0][1], rss[0][2])]
