@@ -315,12 +315,13 @@ deliver_all(struct session *s, struct spool *spool)
         struct store_reply result;
 
         deliver_one(s, spool, recipient, &delivery, &result);
-        log_result(s, recipient, spool->size, &result);
         reply_result(s, result.code, result.status, "<%s> %s",
                      recipient->address, result.text);
 
-        /* Each 250 goes out as soon as it is true, not after the rest. */
+        /* Each 250 goes out as soon as it is true, not after the rest,
+         * nor after the log line. */
         lineio_flush(&s->io);
+        log_result(s, recipient, spool->size, &result);
     }
 }
 
