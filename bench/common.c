@@ -12,7 +12,8 @@
 
 #include "bench/common.h"
 
-/* Characters of a body line without its line end (RFC 5322 asks <= 78). */
+/* Characters of a body line without its line end; RFC 5322 section
+ * 2.1.1 recommends at most 78. */
 #define LINE_TEXT 72
 
 /* Body line that starts with a dot, so that DATA carries one stuffed dot. */

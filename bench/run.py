@@ -123,7 +123,8 @@ def systems_of(letters, by_letter):
 
 
 def run_scenario(scenario, systems, runs, timeout):
-    """Run each system runs times; return {key: [summary fields]}."""
+    """Run each system runs times and return, for each system's key,
+    the list of summary fields of its runs."""
     results = {system.key: [] for system in systems}
     for run in range(runs):
         shift = run % len(systems)
@@ -338,6 +339,34 @@ def load_average():
     return " ".join(read_text("/proc/loadavg").split()[:3])
 
 
+def print_throughput(measured):
+    """Print the throughput table and its legend."""
+    print("| Scenario | System | Deliveries/s | p50 ms | p99 ms "
+          "| Client CPU % | lmtpd/floor | lmtpd/Dovecot |")
+    print("|---|---|---|---|---|---|---|---|")
+    for scenario, letters, by_letter, results in measured:
+        if not scenario.measure_rss:
+            print("\n".join(throughput_table(scenario, letters, by_letter,
+                                             results)))
+    print("\nLatencies run from the final dot to the last reply; the "
+          "floor's from open() to the fsync() of new/.  Client CPU is the "
+          "CPU time of loadgen, or of the floor program, over the wall "
+          "time.  A ratio compares medians, and its brackets give the range "
+          "of the ratios within each round of runs.  In the sequential "
+          "scenario lmtpd/Dovecot compares with Dovecot run a process per "
+          "connection.")
+
+
+def print_rss(rss):
+    """Print the peak RSS table of the RSS scenarios."""
+    labels = [s.label for s in systems_of(rss[0][1], rss[0][2])]
+    print("\nPeak RSS (VmHWM) of the lmtpd process that served the "
+          "connection, in KiB:\n")
+    print("| Message | %s |" % " | ".join(labels))
+    print("|---|%s" % ("---|" * len(labels)))
+    print("\n".join(rss_table(rss)))
+
+
 def print_report(args, machine, load_before, measured):
     print("# lmtpd benchmark%s\n" % (" (smoke)" if args.smoke else ""))
     print("Command: `%s`\n" % " ".join(["python3", "bench/run.py"] +
@@ -350,31 +379,10 @@ def print_report(args, machine, load_before, measured):
     if args.no_dovecot:
         print("- Dovecot skipped: %s" % args.no_dovecot)
     print()
-    print("| Scenario | System | Deliveries/s | p50 ms | p99 ms "
-          "| Client CPU % | lmtpd/floor | lmtpd/Dovecot |")
-    print("|---|---|---|---|---|---|---|---|")
-    rss = []
-    for entry in measured:
-        scenario, letters, by_letter, results = entry
-        if scenario.measure_rss:
-            rss.append(entry)
-        else:
-            print("\n".join(throughput_table(scenario, letters, by_letter,
-                                             results)))
-    print("\nLatencies run from the final dot to the last reply; the "
-          "floor's from open() to the fsync() of new/.  Client CPU is the "
-          "CPU time of loadgen, or of the floor program, over the wall "
-          "time.  A ratio compares medians, and its brackets give the range "
-          "of the ratios within each round of runs.  In the sequential "
-          "scenario lmtpd/Dovecot compares with Dovecot run a process per "
-          "connection.")
+    print_throughput(measured)
+    rss = [entry for entry in measured if entry[0].measure_rss]
     if rss:
-        labels = [s.label for s in systems_of(rss[0][1], rss[0][2])]
-        print("\nPeak RSS (VmHWM) of the lmtpd process that served the "
-              "connection, in KiB:\n")
-        print("| Message | %s |" % " | ".join(labels))
-        print("|---|%s" % ("---|" * len(labels)))
-        print("\n".join(rss_table(rss)))
+        print_rss(rss)
     if not args.smoke:
         print("\nTargets:\n")
         print("\n".join(check_targets(measured)))
