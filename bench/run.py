@@ -336,7 +336,18 @@ def describe_machine(work):
 
 
 def load_average():
-    return " ".join(read_text("/proc/loadavg").split()[:3])
+    """Return the load averages and, where the kernel has PSI, the share
+    of the last minute in which tasks waited for CPU or I/O."""
+    text = " ".join(read_text("/proc/loadavg").split()[:3])
+    waits = []
+    for resource in ("cpu", "io"):
+        line = read_text("/proc/pressure/" + resource).split("\n")[0]
+        for field in line.split():
+            if field.startswith("avg60="):
+                waits.append("%s %s%%" % (resource, field[6:]))
+    if waits:
+        text += " (waiting for %s)" % " and ".join(waits)
+    return text
 
 
 def print_throughput(measured):
