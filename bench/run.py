@@ -480,6 +480,8 @@ def main():
     args.work = os.path.abspath(args.work)
     try:
         args.no_dovecot = check_requirements()
+        if args.no_dovecot is None:
+            args.no_dovecot = servers.dovecot_cannot_reach(args.work)
         if args.no_dovecot:
             log("Dovecot skipped: %s" % args.no_dovecot)
         os.makedirs(args.work, exist_ok=True)

@@ -327,7 +327,6 @@ class Dovecot(LmtpServer):
             self.label = "Dovecot"
         super().__init__(work, sockets)
         self.owner = pwd.getpwnam(DOVECOT_MAIL_USER)
-        check_reachable(self.work, DOVECOT_MAIL_USER)
         self.base = os.path.join(sockets, self.key)
         state = os.path.join(self.work, "state")
         users_path = os.path.join(self.work, "users")
@@ -365,17 +364,17 @@ class Dovecot(LmtpServer):
         wait_for_socket(self.socket_path, self.process, self.log_path)
 
 
-def check_reachable(path, user):
-    """Raise BenchError if user cannot enter every folder above path."""
-    folder = os.path.dirname(os.path.abspath(path))
+def dovecot_cannot_reach(work):
+    """Return why Dovecot's mail user cannot enter every folder above
+    work, or None when it can."""
+    folder = os.path.dirname(os.path.abspath(work))
     while True:
         if not os.stat(folder).st_mode & stat.S_IXOTH:
-            raise BenchError(
-                "Dovecot delivers as user %s, which cannot enter %s: give "
-                "--work a folder on the same file system that every user "
-                "may enter" % (user, folder))
+            return ("Dovecot delivers as user %s, which cannot enter %s: "
+                    "give --work a folder on the same file system that "
+                    "every user may enter" % (DOVECOT_MAIL_USER, folder))
         if folder == os.path.dirname(folder):
-            return
+            return None
         folder = os.path.dirname(folder)
 
 
