@@ -61,6 +61,12 @@ usage(FILE *out)
         "                          1000, at least 100)\n"
         "      --max-errors N      command errors before the session is\n"
         "                          closed, 0 for no limit (default 20)\n"
+        "      --lock-timeout SECONDS\n"
+        "                          longest wait for an mbox's dotlock and\n"
+        "                          fcntl lock together (default 30)\n"
+        "      --stale-lock-time SECONDS\n"
+        "                          age at which another program's dotlock\n"
+        "                          is removed (default 300)\n"
         "  -S, --spool-dir DIR     folder for the unnamed spool file\n"
         "                          (default $TMPDIR or /tmp)\n"
         "  -c, --max-children N    connections served at once when systemd\n"
@@ -97,7 +103,9 @@ enum {
     OPTION_MAX_LINE,
     OPTION_MAX_RECIPIENTS,
     OPTION_MAX_ERRORS,
-    OPTION_CREATE_FOLDERS
+    OPTION_CREATE_FOLDERS,
+    OPTION_LOCK_TIMEOUT,
+    OPTION_STALE_LOCK_TIME
 };
 
 static void
@@ -118,6 +126,8 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
         {"max-errors", required_argument, NULL, OPTION_MAX_ERRORS},
         {"create-folders", no_argument, NULL, OPTION_CREATE_FOLDERS},
+        {"lock-timeout", required_argument, NULL, OPTION_LOCK_TIMEOUT},
+        {"stale-lock-time", required_argument, NULL, OPTION_STALE_LOCK_TIME},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -175,6 +185,14 @@ parse_options(int argc, char **argv, struct session_config *config,
         case OPTION_MAX_ERRORS:
             config->max_errors = (unsigned int)parse_number(
                 "--max-errors", optarg, 0, 1000000);
+            break;
+        case OPTION_LOCK_TIMEOUT:
+            mbox_set_lock_timeout((unsigned)parse_number("--lock-timeout",
+                                                         optarg, 0, 3600));
+            break;
+        case OPTION_STALE_LOCK_TIME:
+            mbox_set_stale_lock_time((unsigned)parse_number(
+                "--stale-lock-time", optarg, 1, 604800));
             break;
         case 'c':
             *max_children = parse_number("--max-children", optarg, 1, 100000);

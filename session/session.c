@@ -261,6 +261,9 @@ static void
 log_result(struct session *s, const struct recipient *recipient,
            off_t size, const struct store_reply *result)
 {
+    if (result->notice[0] != '\0')
+        log_warning("to=<%s> mailbox=%s %s", recipient->address,
+                    recipient->mailbox.path, result->notice);
     log_message(result->code < 400 ? LOG_INFO : LOG_WARNING,
                 "from=<%s> to=<%s> mailbox=%s size=%lld reply=%d %s %s%s%s",
                 s->mail.reverse_path, recipient->address,
@@ -289,14 +292,24 @@ deliver_all(struct session *s, struct spool *spool)
     snprintf(queue_id, sizeof(queue_id), "%s.%u", s->id, s->transactions);
     for (size_t i = 0; i < s->recipient_count; i++) {
         struct recipient *recipient = s->recipients[i];
-        struct store_reply result;
+        struct store_reply result = {0};
 
+        /*
+         * The client has gone when a reply cannot be sent, and its MTA
+         * will send the message again to each recipient without a reply,
+         * so delivering now would only make a second copy.
+         */
+        if (s->io.write_failed) {
+            log_warning("cannot send replies, %zu recipients not delivered",
+                        s->recipient_count - i);
+            return;
+        }
         if (spool->too_big) {
             store_reply_set(&result, STORE_TOO_BIG, "%lld bytes over %llu",
                             (long long)spool->size, spool->max_size);
         } else if (spool->write_errno != 0) {
-            store_reply_errno(&result, spool->write_errno, "write spool in",
-                              s->config->spool_dir);
+            store_reply_spool_errno(&result, spool->write_errno,
+                                    "write spool in", s->config->spool_dir);
         } else {
             delivery.recipient = recipient->address;
             store_deliver(&delivery, &recipient->mailbox, &result);
@@ -310,18 +323,25 @@ deliver_all(struct session *s, struct spool *spool)
     }
 }
 
-/* Opens the transaction's spool, or logs why it cannot and returns -1. */
+/*
+ * Opens the transaction's spool.  On failure, logs why, sets failure to
+ * the reply (452 4.3.1 when the file system is full, 451 4.3.0 for the
+ * rest) and returns -1.
+ */
 static int
-open_spool(struct session *s)
+open_spool(struct session *s, struct store_reply *failure)
 {
     if (s->spool != NULL)
         return 0;
     s->spool = malloc(sizeof(*s->spool));
-    if (s->spool != NULL &&
-        spool_open(s->spool, s->config->spool_dir, s->config->max_size) == 0)
+    if (s->spool == NULL)
+        errno = ENOMEM;
+    else if (spool_open(s->spool, s->config->spool_dir,
+                        s->config->max_size) == 0)
         return 0;
-    log_error("cannot open spool in %s: %s", s->config->spool_dir,
-              strerror(errno));
+    store_reply_spool_errno(failure, errno, "open spool in",
+                            s->config->spool_dir);
+    log_error("%s", failure->detail);
     free(s->spool);
     s->spool = NULL;
     return -1;
@@ -345,6 +365,7 @@ lost_message(struct session *s, int status, const char *where)
 static int
 do_data(struct session *s, const char *argument)
 {
+    struct store_reply failure;
     int status;
 
     if (!s->in_transaction || s->chunk_failed) {
@@ -367,8 +388,9 @@ do_data(struct session *s, const char *argument)
         reply(s, 501, "5.5.4", "DATA takes no argument");
         return CONTINUE;
     }
-    if (open_spool(s) < 0) {
-        reply(s, 451, "4.3.0", "local error, try again later");
+    if (open_spool(s, &failure) < 0) {
+        reply(s, failure.code, failure.status, "%s, try again later",
+              failure.text);
         return CONTINUE;
     }
     lineio_printf(&s->io, "354 start mail input; end with <CRLF>.<CRLF>\r\n");
@@ -383,9 +405,10 @@ do_data(struct session *s, const char *argument)
 
 /*
  * Reads a chunk that cannot be taken, so that the session stays in
- * step, and replies to it.  RFC 2033 section 4.3 gives BDAT LAST one reply
- * per accepted recipient: none when there are none, and the reason for
- * the failure to each one after a rejected chunk.
+ * step, and replies to it: with 503 and reason, or with the reply in
+ * chunk_failure when reason is NULL.  RFC 2033 section 4.3 gives BDAT
+ * LAST one reply per accepted recipient: none when there are none, and
+ * the reason for the failure to each one after a rejected chunk.
  */
 static int
 reject_chunk(struct session *s, unsigned long long size, int last,
@@ -407,6 +430,12 @@ reject_chunk(struct session *s, unsigned long long size, int last,
         reset_transaction(s);
         return CONTINUE;
     }
+    if (!s->chunk_failed && reason == NULL) {
+        s->chunk_failed = 1;
+        reply(s, s->chunk_failure.code, s->chunk_failure.status,
+              "%s, send RSET", s->chunk_failure.text);
+        return CONTINUE;
+    }
     if (!s->chunk_failed) {
         s->chunk_failed = 1;
         reply(s, 503, "5.5.1", "%s", reason);
@@ -425,8 +454,8 @@ reply_chunk(struct session *s, unsigned long long size)
     if (s->spool->too_big) {
         store_reply_set(failure, STORE_TOO_BIG, NULL);
     } else if (s->spool->write_errno != 0) {
-        store_reply_errno(failure, s->spool->write_errno, "write spool in",
-                          s->config->spool_dir);
+        store_reply_spool_errno(failure, s->spool->write_errno,
+                                "write spool in", s->config->spool_dir);
         log_warning("%s", failure->detail);
     } else {
         reply(s, 250, "2.0.0", "%llu octets received", size);
@@ -454,10 +483,8 @@ do_bdat(struct session *s, const char *argument)
         return reject_chunk(s, size, last, "need MAIL command");
     if (s->chunk_failed || s->recipient_count == 0)
         return reject_chunk(s, size, last, "no valid recipients");
-    if (open_spool(s) < 0) {
-        store_reply_set(&s->chunk_failure, STORE_LOCAL_ERROR, NULL);
-        return reject_chunk(s, size, last, "local error, send RSET");
-    }
+    if (open_spool(s, &s->chunk_failure) < 0)
+        return reject_chunk(s, size, last, NULL);
 
     s->chunking = 1;
     status = spool_read_chunk(s->spool, &s->io, size);

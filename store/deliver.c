@@ -142,6 +142,7 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
     char header[HEADER_BLOCK_SIZE];
     size_t len;
 
+    reply->notice[0] = '\0';
     if (d->spool_size < 0) {
         store_reply_set(reply, STORE_LOCAL_ERROR, "invalid spool size %lld",
                         (long long)d->spool_size);

@@ -15,12 +15,17 @@
  * A reply for one recipient, filled by every store function that can
  * fail.  The session sends "code status <recipient> text" to the client
  * and logs detail, which names the file, the map key or the errno text.
+ * notice reports what a delivery repaired on the way, such as a stale
+ * dotlock it removed, whatever the result; the session logs it as a
+ * warning.  store_deliver(), maildir_deliver() and mbox_deliver() clear
+ * it first, and store_reply_set() leaves it alone.
  */
 struct store_reply {
     int code;          /* 250, 451, 550, ... */
     char status[12];   /* enhanced status code (RFC 3463), "2.0.0" */
     char text[128];    /* short reason for the client */
     char detail[512];  /* longer reason for the log, or "" */
+    char notice[512];  /* repairs done during the delivery, or "" */
 };
 
 /* Failures that are not an errno value, for store_reply_set(). */
@@ -40,6 +45,10 @@ void store_reply_set(struct store_reply *, enum store_failure,
     __attribute__((format(printf, 3, 4)));
 void store_reply_errno(struct store_reply *, int err, const char *what,
                        const char *path);
+void store_reply_spool_errno(struct store_reply *, int err, const char *what,
+                             const char *path);
+void store_reply_notice(struct store_reply *, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* A recipient's mailbox and limits, from one user map record. */
 struct mailbox {
@@ -97,7 +106,12 @@ int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);
 
-/* mbox.c: maximum wait in seconds for an mbox's locks, 30 by default. */
+/*
+ * mboxlock.c: maximum wait in seconds for an mbox's locks, 30 by
+ * default, and the age in seconds at which another program's dotlock is
+ * stale and removed, 300 by default.
+ */
 void mbox_set_lock_timeout(unsigned seconds);
+void mbox_set_stale_lock_time(unsigned seconds);
 
 #endif
