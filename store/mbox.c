@@ -40,6 +40,8 @@ struct mbox_writer {
 struct mbox_append {
     int fd;
     const char *path;
+    dev_t dev;        /* the mbox that the locks are held on */
+    ino_t ino;
     struct mbox_lock lock;
     off_t old_size;   /* the size to cut back to on failure */
     int keep_dotlock; /* leave the dotlock's record for the next delivery */
@@ -229,8 +231,8 @@ check_mbox(const struct stat *st, const char *path, struct store_reply *reply)
 }
 
 /*
- * Opens or creates the mbox for appending, for reading too, because a
- * killed delivery's partial message is compared before it is cut off.
+ * Opens or creates the mbox for appending, for reading too, because an
+ * interrupted delivery's partial message is compared before it is cut.
  * O_NOFOLLOW rejects a symbolic link.  O_NONBLOCK keeps open() of a FIFO
  * from waiting for a reader, and has no effect on the regular file that
  * check_mbox() wants.
@@ -392,8 +394,8 @@ write_message(struct mbox_append *a, const struct stat *st,
 }
 
 /*
- * Appends the message with both locks held, after cutting off what a
- * killed delivery left.  Returns 0 once the message is fsynced.  Returns
+ * Appends the message with both locks held, after cutting off what an
+ * interrupted delivery left.  Returns 0 once the message is fsynced.  Returns
  * -1 with the mbox cut back to its old size, or, when that cut fails,
  * with keep_dotlock set, so that the next delivery makes the cut.
  */
@@ -404,6 +406,8 @@ append_locked(struct mbox_append *a, struct store_reply *reply)
 
     if (check_locked_mbox(a->fd, a->path, &st, reply) == -1)
         return -1;
+    a->dev = st.st_dev;
+    a->ino = st.st_ino;
     if (mbox_lock_recover(&a->lock, a->fd, a->path, &st, &a->old_size,
                           reply) == -1) {
         a->keep_dotlock = 1;
@@ -417,28 +421,60 @@ append_locked(struct mbox_append *a, struct store_reply *reply)
 }
 
 /*
- * Releases the locks, the dotlock first.  A 250 is given only once the
- * dotlock is gone: a dotlock left with this append's record would make
- * the next delivery cut the message off.  A failed close() after fsync()
- * leaves the message in the mbox, but 451 is safer than 250 for a write
- * the system may not have finished.
+ * Cuts the message off after the mbox was closed, through a new
+ * descriptor.  The dotlock, still held, keeps other deliveries out.
+ */
+static int
+reopen_and_roll_back(struct mbox_append *a, struct store_reply *reply)
+{
+    struct stat st;
+    size_t used;
+    int result = -1;
+
+    a->fd = open(a->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                              O_CLOEXEC);
+    if (a->fd >= 0 && fstat(a->fd, &st) == 0 && st.st_dev == a->dev &&
+        st.st_ino == a->ino) {
+        result = roll_back(a, reply);
+    } else {
+        used = strlen(reply->detail);
+        snprintf(reply->detail + used, sizeof reply->detail - used,
+                 "; reopening %s to cut it back failed", a->path);
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+    return result;
+}
+
+/*
+ * Closes the mbox, which drops its fcntl() lock, then removes the
+ * dotlock.  close(2) may report a write error that fsync() did not, as
+ * NFS can, and then the message is cut off.  A 250 is given only once
+ * the dotlock is gone, because a dotlock left with this append's record
+ * would make the next delivery cut the message off.
  */
 static int
 finish_append(struct mbox_append *a, int result, struct store_reply *reply)
 {
+    int closed = close(a->fd);
+
+    a->fd = -1;
+    if (result == 0 && closed == -1) {
+        store_reply_errno(reply, errno, "close", a->path);
+        result = -1;
+        if (reopen_and_roll_back(a, reply) == -1)
+            a->keep_dotlock = 1;
+    }
+
     if (result == 0 && mbox_lock_remove(&a->lock) == -1) {
         store_reply_errno(reply, errno, "remove dotlock", a->lock.path);
-        roll_back(a, reply);
         result = -1;
+        reopen_and_roll_back(a, reply);
     } else if (result == -1 && !a->keep_dotlock) {
         mbox_lock_remove(&a->lock);
     }
     mbox_lock_release(&a->lock);
-
-    if (close(a->fd) == -1 && result == 0) {
-        store_reply_errno(reply, errno, "close", a->path);
-        result = -1;
-    }
     return result;
 }
 

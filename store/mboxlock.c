@@ -5,10 +5,11 @@
  * message of a delivery that was killed part way.
  *
  * The holder of a dotlock keeps an fcntl() lock on the dotlock file
- * itself, which the kernel drops when the process dies.  So a dotlock
- * with an lmtpd record that no process has locked was left by a killed
- * lmtpd, and the next delivery takes it over at once instead of waiting
- * for it to turn stale.
+ * itself, which the kernel drops when the process dies.  So an lmtpd
+ * dotlock that no process has locked was left by an interrupted
+ * delivery: one that was killed, or that failed and could not cut its
+ * message off.  The next delivery takes it over at once instead of
+ * waiting for it to turn stale.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +25,14 @@
 /* Pause between two attempts to take a lock: 100 ms. */
 #define LOCK_RETRY_NS 100000000L
 
-/* First word of the record line, which marks a dotlock as lmtpd's. */
-#define RECORD_TAG "lmtpd-append"
+/*
+ * Second lines of an lmtpd dotlock: before the append starts, and with
+ * the record of the append.  Their common start marks the dotlock as
+ * lmtpd's.
+ */
+#define MARK "lmtpd-"
+#define LOCK_TAG MARK "lock"
+#define RECORD_TAG MARK "append"
 
 /* Room for the two lines of a record before its prefix. */
 #define RECORD_HEAD_MAX 160
@@ -36,10 +43,17 @@ static unsigned lock_timeout = 30;
 /* Age in seconds at which another program's dotlock is stale. */
 static unsigned stale_lock_time = 300;
 
+/* Kinds of dotlock content, as read_dotlock() finds them. */
+enum dotlock_content {
+    CONTENT_OTHER,  /* empty, or another program's */
+    CONTENT_LMTPD,  /* lmtpd's, without a complete record */
+    CONTENT_RECORD  /* lmtpd's, with the record of an append */
+};
+
 /* State of the dotlock's path, as inspect_dotlock() finds it. */
 enum dotlock_state {
     DOTLOCK_ERROR = -1,
-    DOTLOCK_TAKEN, /* a killed delivery's dotlock, now held by us */
+    DOTLOCK_TAKEN, /* an interrupted delivery's, now held by us */
     DOTLOCK_GONE,  /* missing, or removed as stale: create it again */
     DOTLOCK_HELD   /* another process has it: wait */
 };
@@ -111,14 +125,15 @@ is_same_file(int fd, const char *path)
 }
 
 /*
- * Reads the record of an lmtpd dotlock: a line with the holder's pid, as
- * liblockfile writes it, then the line
+ * Reads a dotlock.  lmtpd writes a line with its pid, as liblockfile
+ * does, then "lmtpd-lock", which an append replaces with its record:
  *     lmtpd-append <device> <inode> <offset> <prefix length>
- * and then the prefix.  Returns -1 for any other content, such as the
- * empty dotlock of another program or a record cut short.
+ * followed by the prefix.  A record cut short, by a process killed while
+ * it wrote it, counts as no record: that process had not started to
+ * append.
  */
-static int
-read_record(int fd, struct mbox_append_record *record)
+static enum dotlock_content
+read_dotlock(int fd, struct mbox_append_record *record)
 {
     char buffer[RECORD_HEAD_MAX + MBOX_RECORD_PREFIX_MAX + 1];
     uintmax_t dev, ino;
@@ -130,37 +145,52 @@ read_record(int fd, struct mbox_append_record *record)
 
     len = pread(fd, buffer, sizeof buffer - 1, 0);
     if (len <= 0)
-        return -1;
+        return CONTENT_OTHER;
     buffer[len] = '\0';
     line = memchr(buffer, '\n', (size_t)len);
-    if (line == NULL)
-        return -1;
+    if (line == NULL || strncmp(line + 1, MARK, strlen(MARK)) != 0)
+        return CONTENT_OTHER;
     line++;
     if (sscanf(line, RECORD_TAG " %ju %ju %jd %zu%n", &dev, &ino, &offset,
                &prefix_len, &used) != 4 ||
         line[used] != '\n')
-        return -1;
+        return CONTENT_LMTPD;
 
     start = (size_t)(line + used + 1 - buffer);
     if (offset < 0 || prefix_len == 0 ||
         prefix_len > MBOX_RECORD_PREFIX_MAX ||
         (size_t)len - start != prefix_len)
-        return -1;
+        return CONTENT_LMTPD;
     record->dev = (dev_t)dev;
     record->ino = (ino_t)ino;
     record->offset = (off_t)offset;
     record->prefix_len = prefix_len;
     memcpy(record->prefix, buffer + start, prefix_len);
-    return 0;
+    return CONTENT_RECORD;
+}
+
+/* Writes the content of a dotlock that no append has used yet. */
+static int
+write_lock_tag(int fd)
+{
+    char text[64];
+    int len = snprintf(text, sizeof text, "%ld\n" LOCK_TAG "\n",
+                       (long)getpid());
+
+    return pwrite(fd, text, (size_t)len, 0) == len ? 0 : -1;
 }
 
 /*
- * Creates the dotlock with O_EXCL and locks it.  Returns 0 when created,
- * 1 when it exists already, and -1 on any other error with the reply set.
+ * Creates the dotlock with O_EXCL, where the file system lacks O_TMPFILE.
+ * Returns 0 when created, 1 when it exists already, and -1 on any other
+ * error with the reply set.
+ * NOTE: a process killed between open() and write_lock_tag() leaves an
+ * empty dotlock, which looks like another program's and blocks the mbox
+ * until it is stale.
  */
 static int
-create_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
-               struct store_reply *reply)
+create_dotlock_excl(struct mbox_lock *lk, const struct timespec *deadline,
+                    struct store_reply *reply)
 {
     int fd;
 
@@ -175,22 +205,81 @@ create_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
 
     /* inspect_dotlock() in another process may hold it for a moment. */
     for (;;) {
-        if (try_fcntl_lock(fd) == 0) {
-            lk->fd = fd;
-            return 0;
-        }
+        if (try_fcntl_lock(fd) == 0)
+            break;
         if (!lock_is_busy(errno)) {
             store_reply_errno(reply, errno, "lock", lk->path);
-            break;
+            goto fail;
         }
         if (wait_for_retry(deadline) == -1) {
             store_reply_set(reply, STORE_BUSY, "dotlock %s locked after %u s",
                             lk->path, lock_timeout);
-            break;
+            goto fail;
         }
     }
+    if (write_lock_tag(fd) == -1) {
+        store_reply_errno(reply, errno, "write dotlock", lk->path);
+        goto fail;
+    }
+    lk->fd = fd;
+    return 0;
+
+fail:
     unlink(lk->path);
     close(fd);
+    return -1;
+}
+
+/*
+ * Creates the dotlock with its content and its fcntl() lock in place from
+ * the start: the file is written and locked while it has no name
+ * (O_TMPFILE), then linked to the dotlock's name, which fails with
+ * EEXIST when the name is taken.  So a process killed at any moment
+ * leaves either no dotlock or one that the next delivery can take over.
+ * Returns 0 when created, 1 when it exists already, and -1 on any other
+ * error with the reply set.
+ */
+static int
+create_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
+               struct store_reply *reply)
+{
+    char folder[PATH_MAX], fd_path[64];
+    char *slash;
+    int fd, err;
+
+    snprintf(folder, sizeof folder, "%s", lk->path);
+    slash = strrchr(folder, '/');
+    if (slash == NULL)
+        snprintf(folder, sizeof folder, ".");
+    else
+        slash[slash == folder ? 1 : 0] = '\0';
+
+    fd = open(folder, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR ||
+                     errno == EINVAL))
+        return create_dotlock_excl(lk, deadline, reply);
+    if (fd == -1 || try_fcntl_lock(fd) == -1 || write_lock_tag(fd) == -1) {
+        store_reply_errno(reply, errno, "create dotlock", lk->path);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+
+    /* linkat() with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH. */
+    snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
+    if (linkat(AT_FDCWD, fd_path, AT_FDCWD, lk->path, AT_SYMLINK_FOLLOW) ==
+        0) {
+        lk->fd = fd;
+        return 0;
+    }
+    err = errno;
+    close(fd);
+    if (err == EEXIST)
+        return 1;
+    /* Without /proc the unnamed file cannot be linked. */
+    if (err == ENOENT && access("/proc/self/fd", F_OK) == -1)
+        return create_dotlock_excl(lk, deadline, reply);
+    store_reply_errno(reply, err, "create dotlock", lk->path);
     return -1;
 }
 
@@ -229,13 +318,14 @@ remove_if_stale(struct mbox_lock *lk, struct store_reply *reply)
 }
 
 /*
- * Looks at an existing dotlock.  One with an lmtpd record that no
- * process has locked was left by a killed delivery and is taken over,
- * record and all.  Any other is waited for until it turns stale.
+ * Looks at an existing dotlock.  An lmtpd dotlock that no process has
+ * locked was left by an interrupted delivery and is taken over, with its
+ * record if it has one.  Any other is waited for until it turns stale.
  */
 static enum dotlock_state
 inspect_dotlock(struct mbox_lock *lk, struct store_reply *reply)
 {
+    enum dotlock_content content;
     struct stat st;
     int fd;
 
@@ -254,7 +344,8 @@ inspect_dotlock(struct mbox_lock *lk, struct store_reply *reply)
         return busy ? DOTLOCK_HELD : remove_if_stale(lk, reply);
     }
 
-    if (read_record(fd, &lk->record) == -1) {
+    content = read_dotlock(fd, &lk->record);
+    if (content == CONTENT_OTHER) {
         close(fd);
         return remove_if_stale(lk, reply);
     }
@@ -265,6 +356,7 @@ inspect_dotlock(struct mbox_lock *lk, struct store_reply *reply)
     }
     lk->fd = fd;
     lk->recovered = 1;
+    lk->has_record = content == CONTENT_RECORD;
     return DOTLOCK_TAKEN;
 }
 
@@ -320,8 +412,8 @@ take_fcntl_lock(int fd, const char *path, const struct timespec *deadline,
  * within one deadline.  As each wait is bounded, a program that takes
  * them in the other order can delay this one but not deadlock with it.
  * Returns 0 with both held, or -1 with neither held and the reply set.
- * A killed delivery's dotlock that was taken over stays in place on
- * failure, with its record, for the next delivery.
+ * An interrupted delivery's dotlock that was taken over stays in place
+ * on failure, with its record, for the next delivery.
  * NOTE: the dotlock needs write access to the mbox's folder.  Where a
  * mail spool lets only group "mail" create files, every delivery fails
  * with 451.
@@ -334,6 +426,7 @@ mbox_lock(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
 
     lk->fd = -1;
     lk->recovered = 0;
+    lk->has_record = 0;
     if ((size_t)snprintf(lk->path, sizeof lk->path, "%s.lock", mbox_path) >=
         sizeof lk->path) {
         store_reply_errno(reply, ENAMETOOLONG, "dotlock for", mbox_path);
@@ -354,8 +447,8 @@ mbox_lock(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
 }
 
 /*
- * Cuts off the partial message of a killed delivery whose dotlock was
- * taken over.  The cut is made only when st describes the file that the
+ * Cuts off the partial message of an interrupted delivery whose dotlock
+ * was taken over.  The cut is made only when st describes the file that the
  * record names, that file is longer than the recorded offset, and the
  * recorded prefix is found there.  So it never removes what a program
  * that broke the dotlock has written since.  Sets *size to the size of
@@ -374,11 +467,11 @@ mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
     *size = st->st_size;
     if (!lk->recovered)
         return 0;
-    if (st->st_dev != r->dev || st->st_ino != r->ino ||
+    if (!lk->has_record || st->st_dev != r->dev || st->st_ino != r->ino ||
         st->st_size <= r->offset) {
-        store_reply_notice(reply, "took over dotlock %s of a killed "
-                           "delivery, which left nothing to cut in %s",
-                           lk->path, mbox_path);
+        store_reply_notice(reply, "took over dotlock %s of an "
+                           "interrupted delivery, which left nothing to cut "
+                           "in %s", lk->path, mbox_path);
         return 0;
     }
 
@@ -387,9 +480,9 @@ mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
         compared = (size_t)(st->st_size - r->offset);
     if (pread(mbox_fd, found, compared, r->offset) != (ssize_t)compared ||
         memcmp(found, r->prefix, compared) != 0) {
-        store_reply_notice(reply, "took over dotlock %s of a killed "
-                           "delivery, but %s does not continue with its "
-                           "message at byte %lld: nothing cut",
+        store_reply_notice(reply, "took over dotlock %s of an "
+                           "interrupted delivery, but %s does not continue "
+                           "with its message at byte %lld: nothing cut",
                            lk->path, mbox_path, (long long)r->offset);
         return 0;
     }
@@ -399,8 +492,8 @@ mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
                           mbox_path);
         return -1;
     }
-    store_reply_notice(reply, "cut %lld bytes of a partial message that a "
-                       "killed delivery left in %s",
+    store_reply_notice(reply, "cut %lld bytes of a partial message that "
+                       "an interrupted delivery left in %s",
                        (long long)(st->st_size - r->offset), mbox_path);
     *size = r->offset;
     return 0;
@@ -447,8 +540,8 @@ mbox_lock_record(struct mbox_lock *lk, const struct stat *st, off_t offset,
         }
         done += (size_t)written;
     }
-    /* A longer record of a killed delivery may be under this one. */
-    if (ftruncate(lk->fd, (off_t)len) == -1) {
+    /* A longer record of an interrupted delivery may be under it. */
+    if (lk->recovered && ftruncate(lk->fd, (off_t)len) == -1) {
         store_reply_errno(reply, errno, "write dotlock", lk->path);
         return -1;
     }

@@ -30,8 +30,9 @@ struct mbox_append_record {
 struct mbox_lock {
     char path[PATH_MAX];
     int fd;        /* the dotlock, open and fcntl()-locked, or -1 */
-    int recovered; /* a killed delivery's dotlock was taken over */
-    struct mbox_append_record record; /* its record, if recovered */
+    int recovered;  /* an interrupted delivery's dotlock was taken over */
+    int has_record; /* with the record of an append it had begun */
+    struct mbox_append_record record;
 };
 
 int mbox_lock(struct mbox_lock *, int mbox_fd, const char *mbox_path,

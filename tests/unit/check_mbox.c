@@ -684,6 +684,38 @@ START_TEST(killed_delivery_table)
 }
 END_TEST
 
+/* lmtpd dotlocks without a whole record: nothing was appended yet. */
+static const char *const unrecorded_locks[] = {
+    "4242\nlmtpd-lock\n",
+    "4242\nlmtpd-append 1 2 3 40\nFrom k@exa",
+    "4242\nlmtpd-app",
+};
+
+START_TEST(killed_before_record)
+{
+    static const char old[] = OLD_ENTRY "From z@example.org other\n";
+    struct store_reply reply;
+    size_t entry_len;
+    char *entry = expected_entry("a@example.org", "x\n", 2, &entry_len);
+    char *expected = malloc(sizeof old + entry_len);
+
+    ck_assert_ptr_nonnull(expected);
+    write_file(mbox, old);
+    write_file(dotlock, unrecorded_locks[_i]);
+    mbox_set_lock_timeout(1);
+
+    ck_assert_int_eq(deliver_to(mbox, "a@example.org", "x\n", 2, &reply), 0);
+    ck_assert_msg(strstr(reply.notice, "left nothing to cut") != NULL,
+                  "notice \"%s\"", reply.notice);
+    ck_assert_int_eq(access(dotlock, F_OK), -1);
+    memcpy(expected, old, sizeof old - 1);
+    memcpy(expected + sizeof old - 1, entry, entry_len);
+    check_file(mbox, expected, sizeof old - 1 + entry_len);
+    free(expected);
+    free(entry);
+}
+END_TEST
+
 /* A dotlock with a record is a live delivery's while it is locked. */
 START_TEST(held_record_busy)
 {
@@ -820,6 +852,8 @@ mbox_suite(void)
     tcase_add_test(locks, stale_lock_time_option);
     tcase_add_loop_test(locks, killed_delivery_table, 0,
                         sizeof killed_cases / sizeof killed_cases[0]);
+    tcase_add_loop_test(locks, killed_before_record, 0,
+                        sizeof unrecorded_locks / sizeof unrecorded_locks[0]);
     tcase_add_test(locks, held_record_busy);
     suite_add_tcase(suite, locks);
     return suite;
