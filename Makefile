@@ -25,6 +25,9 @@ HEADERS = $(wildcard session/*.h store/*.h)
 
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/check_*.c))
 
+# The LD_PRELOAD library that makes calls fail in the fault tests.
+FAULT_SHIM = tests/lib/fault_shim.so
+
 .PHONY: all check unit-check clean install uninstall deps demo lint-man
 
 all: lmtpd
@@ -43,13 +46,16 @@ tests/unit/check_%: tests/unit/check_%.c liblmtpd.a $(HEADERS)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< liblmtpd.a \
 		$(LIBS) $(CHECK_LIBS)
 
+$(FAULT_SHIM): tests/lib/fault_shim.c
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -ldl
+
 # The unit suites alone, without the dialogue and end-to-end tests.
 unit-check: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
 
 # Every test: unit suites, dialogues over socket activation, Postfix,
 # and the message corpus when CORPUS names a folder of .eml files.
-check: lmtpd $(UNIT_TESTS)
+check: lmtpd $(UNIT_TESTS) $(FAULT_SHIM)
 	python3 tests/run.py
 
 # Installs the Debian packages that building and testing need.
@@ -77,5 +83,5 @@ uninstall:
 		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service
 
 clean:
-	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS)
+	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(FAULT_SHIM)
 	rm -rf tests/work demo
