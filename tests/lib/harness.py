@@ -40,11 +40,13 @@ def build_map(folder, lines):
 class LmtpdServer:
     """lmtpd behind systemd-socket-activate, stopped by stop()."""
 
-    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None):
+    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None,
+                 env=None):
         """users maps an address to its mailbox name under the folder:
         a name ending in "/" is a Maildir, any other an mbox file.  A
         value that contains "=" is used as the record as it is.
-        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd"."""
+        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd".
+        env: variables that systemd-socket-activate sets for lmtpd."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
@@ -66,6 +68,8 @@ class LmtpdServer:
             command.append("--accept")
         elif mode == "inetd":
             command += ["--accept", "--inetd"]
+        for variable, value in (env or {}).items():
+            command += ["-E", "%s=%s" % (variable, value)]
         command += [LMTPD, "--map", self.map, "--hostname", HOSTNAME,
                     "--spool-dir", self.spool, "--log", "stderr"]
         command += list(extra_args)

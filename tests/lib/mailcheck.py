@@ -290,3 +290,24 @@ def send_content(client, outcome, body, mode, first_chunk):
     if not reply.startswith("250"):
         outcome["data"] = code_of(reply)
     client.send(b"BDAT %d LAST\r\n" % (len(data) - split) + data[split:])
+
+
+def transaction(client, recipients, body):
+    """Run MAIL, RCPT for each recipient and DATA on a greeted session.
+    Return {address: code} with the RCPT failure or the delivery result
+    of each recipient."""
+    codes = {}
+    client.command("MAIL FROM:<%s>\r\n" % SENDER)
+    for address in recipients:
+        codes[address] = code_of(client.command("RCPT TO:<%s>\r\n" % address))
+    accepted = [a for a in recipients if codes[a].startswith("250")]
+    if not accepted:
+        client.command("RSET\r\n")
+        return codes
+    reply = client.command("DATA\r\n")
+    if not reply.startswith("354"):
+        return {address: code_of(reply) for address in recipients}
+    client.send(data_bytes(body))
+    for address in accepted:
+        codes[address] = code_of(client.reply())
+    return codes
