@@ -2,7 +2,7 @@
 
 The mailboxes, and in a second case the spool folder, live on a tmpfs
 of a few hundred KiB mounted for the test.  A message that does not fit
-is answered 452 4.3.1 and leaves nothing behind: no file in tmp/ or
+gets the reply 452 4.3.1 and leaves nothing behind: no file in tmp/ or
 new/, the mbox's old bytes, an empty spool folder.  Mounting needs
 root outside a container that forbids it; where the mount fails, the
 test says why and skips.  Each mount is removed when its test ends,
@@ -128,8 +128,8 @@ class DiskFullTest(unittest.TestCase):
         self.assertEqual(self.state(), before)
         self.assertEqual(os.listdir(self.server.spool), [])
 
-        # With BDAT the chunk that fills the spool is answered 452, and
-        # so is each recipient at BDAT LAST.
+        # With BDAT the chunk that fills the spool gets the reply 452,
+        # and so does each recipient at BDAT LAST.
         self.bodies["chunked"] = make_body("chunked", 600000)
         data = chunk_bytes(self.bodies["chunked"])
         client.command("MAIL FROM:<sender@example.org>\r\n")
