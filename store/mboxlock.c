@@ -333,7 +333,12 @@ inspect_dotlock(struct mbox_lock *lk, struct store_reply *reply)
               O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd == -1)
         return errno == ENOENT ? DOTLOCK_GONE : remove_if_stale(lk, reply);
-    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+    /*
+     * lmtpd makes dotlocks with one link and its own owner.  Any other
+     * file is never taken over and written to.
+     */
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+        st.st_uid != geteuid()) {
         close(fd);
         return remove_if_stale(lk, reply);
     }

@@ -716,6 +716,27 @@ START_TEST(killed_before_record)
 }
 END_TEST
 
+/* A dotlock with a second link is never taken over and written to. */
+START_TEST(linked_dotlock_not_taken)
+{
+    static const char content[] = "4242\nlmtpd-lock\n";
+    char other[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    snprintf(other, sizeof other, "%s/other", base);
+    write_file(mbox, "keep\n");
+    write_file(other, content);
+    ck_assert_int_eq(link(other, dotlock), 0);
+    mbox_set_lock_timeout(1);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.2.0", "dotlock");
+    check_file(other, content, strlen(content));
+    check_file(mbox, "keep\n", 5);
+}
+END_TEST
+
 /* A dotlock with a record is a live delivery's while it is locked. */
 START_TEST(held_record_busy)
 {
@@ -855,6 +876,7 @@ mbox_suite(void)
     tcase_add_loop_test(locks, killed_before_record, 0,
                         sizeof unrecorded_locks / sizeof unrecorded_locks[0]);
     tcase_add_test(locks, held_record_busy);
+    tcase_add_test(locks, linked_dotlock_not_taken);
     suite_add_tcase(suite, locks);
     return suite;
 }
