@@ -25,6 +25,7 @@ is kept, nothing partial is visible in new/, and after one more
 delivery the mbox parses into whole messages only.
 """
 
+import errno
 import os
 import shutil
 import unittest
@@ -420,6 +421,34 @@ class FaultInjectionTest(unittest.TestCase):
         print("\nfailed roll-backs: %d points tried, %d violations"
               % (len(points), len(violations)))
         self.assertEqual(violations, [])
+
+    def test_maildir_name_taken(self):
+        """A name that exists in tmp/ or new/ (EEXIST) is tried again
+        under a new unique name, up to five times for new/."""
+        world = self.world
+        recipients = (MAILDIR_USER,)
+        self.count_calls(recipients, "data")
+        tmp_open = [c["number"] for c in read_trace(world.trace)
+                    if c["function"] == "open"
+                    and "/maildir/tmp/" in c["target"]]
+        self.assertEqual(len(tmp_open), 1)
+        cases = (("link:1", DELIVERED, 2), (str(tmp_open[0]), DELIVERED, 1),
+                 ("link:1,link:2,link:3,link:4,link:5", MAILBOX_REPLY["EIO"],
+                  5))
+        for at, code, links in cases:
+            world.reset()
+            before = world.snapshot()
+            tag = "taken-%s" % at.replace(",", "-").replace(":", "")
+            outcome = world.deliver(tag, fault_env(at=at, errno=errno.EEXIST,
+                                                   trace=world.trace),
+                                    recipients, "data", BODY_SIZE)
+            self.assertEqual(outcome["results"], {MAILDIR_USER: code}, at)
+            self.assertEqual(check_run(world, before, outcome, tag,
+                                       {MAILDIR_USER: code}, recipients), [])
+            link_targets = [c["target"] for c in read_trace(world.trace)
+                            if c["function"] == "link"]
+            self.assertEqual(len(link_targets), links, at)
+            self.assertEqual(len(set(link_targets)), links, at)
 
     def test_faults_without_tmpfile(self):
         """The spool and the dotlock fall back to named files that are
