@@ -47,6 +47,13 @@ usage(FILE *out)
         "  -d, --recipient-delimiter CHARS\n"
         "                          characters that start a +detail in a\n"
         "                          local part, \"\" for none (default +)\n"
+        "      --default-quota BYTES\n"
+        "                          quota of a map record without a quota\n"
+        "                          field, with K, M or G suffix, 0 for no\n"
+        "                          limit (default 0)\n"
+        "      --quota-tempfail    answer a full mailbox with 452 4.2.2, so\n"
+        "                          the MTA retries (default: 552 5.2.2, the\n"
+        "                          MTA bounces)\n"
         "      --create-folders    create the Maildir++ folder of a +detail\n"
         "                          when it is missing (default: deliver to\n"
         "                          the inbox)\n"
@@ -91,13 +98,28 @@ parse_number(const char *option, const char *text, unsigned long min,
     return value;
 }
 
+static void
+parse_default_quota(const char *text)
+{
+    unsigned long long bytes;
+
+    if (users_parse_size(text, &bytes) < 0) {
+        fprintf(stderr, "lmtpd: invalid size \"%s\" for --default-quota:"
+                " expected bytes with an optional K, M or G\n", text);
+        exit(EX_USAGE);
+    }
+    quota_set_default(bytes);
+}
+
 /* Long options without a short form. */
 enum {
     OPTION_SESSION_TIMEOUT = 256,
     OPTION_MAX_LINE,
     OPTION_MAX_RECIPIENTS,
     OPTION_MAX_ERRORS,
-    OPTION_CREATE_FOLDERS
+    OPTION_CREATE_FOLDERS,
+    OPTION_DEFAULT_QUOTA,
+    OPTION_QUOTA_TEMPFAIL
 };
 
 static void
@@ -118,6 +140,8 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
         {"max-errors", required_argument, NULL, OPTION_MAX_ERRORS},
         {"create-folders", no_argument, NULL, OPTION_CREATE_FOLDERS},
+        {"default-quota", required_argument, NULL, OPTION_DEFAULT_QUOTA},
+        {"quota-tempfail", no_argument, NULL, OPTION_QUOTA_TEMPFAIL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -171,6 +195,12 @@ parse_options(int argc, char **argv, struct session_config *config,
             break;
         case OPTION_CREATE_FOLDERS:
             config->create_folders = 1;
+            break;
+        case OPTION_DEFAULT_QUOTA:
+            parse_default_quota(optarg);
+            break;
+        case OPTION_QUOTA_TEMPFAIL:
+            store_reply_quota_tempfail(1);
             break;
         case OPTION_MAX_ERRORS:
             config->max_errors = (unsigned int)parse_number(

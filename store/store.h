@@ -28,7 +28,7 @@ enum store_failure {
     STORE_OK,            /* 250 2.0.0 */
     STORE_UNKNOWN_USER,  /* 550 5.1.1 */
     STORE_MAP_ERROR,     /* 451 4.3.0: map missing, unreadable or bad */
-    STORE_MAILBOX_FULL,  /* 552 5.2.2 */
+    STORE_MAILBOX_FULL,  /* 552 5.2.2, or 452 4.2.2 under tempfail */
     STORE_TOO_BIG,       /* 552 5.3.4 */
     STORE_NO_SPACE,      /* 452 4.3.1 */
     STORE_BUSY,          /* 451 4.2.0: mailbox lock not acquired */
@@ -40,6 +40,7 @@ void store_reply_set(struct store_reply *, enum store_failure,
     __attribute__((format(printf, 3, 4)));
 void store_reply_errno(struct store_reply *, int err, const char *what,
                        const char *path);
+void store_reply_quota_tempfail(int enabled);
 
 /* A recipient's mailbox and limits, from one user map record. */
 struct mailbox {
@@ -47,6 +48,7 @@ struct mailbox {
     int is_maildir;
     unsigned long long quota_bytes;    /* 0: no limit */
     unsigned long long quota_messages; /* 0: no limit */
+    int has_quota;                     /* the record has a quota field */
     int has_uid, has_gid;
     uid_t uid;
     gid_t gid;
@@ -96,6 +98,28 @@ int maildir_deliver(const char *dir, const char *header, size_t header_len,
 int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);
+
+/* Bytes and messages: a mailbox's usage, or its limits with 0 for none. */
+struct quota_counts {
+    unsigned long long bytes;
+    unsigned long long messages;
+};
+
+/* quota.c: the Maildir++ maildirsize file and the size of an mbox. */
+void quota_set_default(unsigned long long bytes);
+void quota_limits(const struct mailbox *, struct quota_counts *limits);
+int quota_check(const struct mailbox *, unsigned long long size,
+                struct store_reply *);
+int quota_parse_maildirsize(const char *text, size_t len,
+                            struct quota_counts *limits,
+                            struct quota_counts *usage, size_t *deltas);
+int quota_maildir_usage(const char *maildir, const struct quota_counts *limits,
+                        unsigned long long size, struct quota_counts *usage,
+                        struct store_reply *);
+int quota_maildir_rebuild(const char *maildir,
+                          const struct quota_counts *limits,
+                          struct quota_counts *usage, struct store_reply *);
+int quota_maildir_record(const char *maildir, unsigned long long size);
 
 /* mbox.c: maximum wait in seconds for an mbox's locks, 30 by default. */
 void mbox_set_lock_timeout(unsigned seconds);

@@ -213,8 +213,10 @@ parse_quota(struct mailbox *mb, const char *value, size_t len, char *why,
 {
     char quoted[QUOTED_SIZE];
 
-    if (parse_size(value, len, &mb->quota_bytes) == 0)
+    if (parse_size(value, len, &mb->quota_bytes) == 0) {
+        mb->has_quota = 1;
         return 0;
+    }
     quote_text(quoted, sizeof quoted, value, len);
     snprintf(why, why_size, "invalid size %s", quoted);
     return -1;

@@ -127,6 +127,32 @@ START_TEST(reply_errno_without_path)
 }
 END_TEST
 
+START_TEST(reply_quota_tempfail)
+{
+    struct store_reply reply;
+
+    store_reply_quota_tempfail(1);
+    store_reply_errno(&reply, EDQUOT, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.2.2");
+    ck_assert_str_eq(reply.text, "mailbox full");
+    store_reply_set(&reply, STORE_MAILBOX_FULL, NULL);
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.2.2");
+    /* Other failures keep their codes. */
+    store_reply_errno(&reply, ENOSPC, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.3.1");
+    store_reply_set(&reply, STORE_TOO_BIG, NULL);
+    ck_assert_int_eq(reply.code, 552);
+
+    store_reply_quota_tempfail(0);
+    store_reply_errno(&reply, EDQUOT, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 552);
+    ck_assert_str_eq(reply.status, "5.2.2");
+}
+END_TEST
+
 /* store_header_block */
 
 struct header_case {
@@ -452,6 +478,7 @@ store_suite(void)
     tcase_add_loop_test(reply, reply_errno_table, 0,
                         sizeof errno_cases / sizeof errno_cases[0]);
     tcase_add_test(reply, reply_errno_without_path);
+    tcase_add_test(reply, reply_quota_tempfail);
     suite_add_tcase(suite, reply);
 
     tcase_add_loop_test(header, header_block_table, 0,

@@ -74,6 +74,7 @@ struct record_case {
     int is_maildir;
     unsigned long long quota_bytes;
     unsigned long long quota_messages;
+    int has_quota;
     int has_uid;
     unsigned uid;
     int has_gid;
@@ -90,15 +91,18 @@ static const struct record_case record_cases[] = {
      .is_maildir = 1,
      .quota_bytes = 1ULL << 30,
      .quota_messages = 50000,
+     .has_quota = 1,
      .has_uid = 1,
      .uid = 1000,
      .has_gid = 1,
      .gid = 100},
     {.value = "  quota=10K\tmailbox=/m/b  ",
      .path = "/m/b",
-     .quota_bytes = 10240},
+     .quota_bytes = 10240,
+     .has_quota = 1},
     {.value = "mailbox=/m/c quota=0 messages=0 uid=0 gid=0",
      .path = "/m/c",
+     .has_quota = 1,
      .has_uid = 1,
      .has_gid = 1},
     {.value = "mailbox=/m/..a/", .path = "/m/..a/", .is_maildir = 1},
@@ -160,6 +164,7 @@ check_parsed(const struct record_case *c, const struct mailbox *mb)
     ck_assert_int_eq(mb->is_maildir, c->is_maildir);
     ck_assert_uint_eq(mb->quota_bytes, c->quota_bytes);
     ck_assert_uint_eq(mb->quota_messages, c->quota_messages);
+    ck_assert_int_eq(mb->has_quota, c->has_quota);
     ck_assert_int_eq(mb->has_uid, c->has_uid);
     ck_assert_uint_eq(mb->uid, c->uid);
     ck_assert_int_eq(mb->has_gid, c->has_gid);
