@@ -3,7 +3,8 @@
 swaks sends mail over SMTP to a Postfix instance with its own
 configuration, queue and log under tests/work/postfix/.  Postfix hands
 every message for example.com to lmtpd over LMTP on a unix socket, and
-the tests read Postfix's log and the mailboxes.  Nothing can leave the
+for example.net to a second lmtpd that runs with --quota-tempfail.  The
+tests read Postfix's log and the mailboxes.  Nothing can leave the
 host: the default, relay and local transports are the error transport,
 and master.cf has no smtp client service.
 
@@ -24,7 +25,7 @@ import subprocess
 import time
 import unittest
 
-from harness import LmtpdServer, make_folder
+from harness import WORK, LmtpdServer, make_folder
 
 INSTANCE = "postfix"
 POSTFIX_HOSTNAME = "postfix.test.example"
@@ -42,7 +43,20 @@ USERS = {
     "null-mbox@example.com": "null.mbox",
     "dots@example.com": "dots/",
     "dots-mbox@example.com": "dots.mbox",
+    "quota-sender@example.com": "quota-sender/",
 }
+
+# A full mailbox behind each lmtpd: the second runs with --quota-tempfail
+# and gets the mail for example.net.
+FULL_RECIPIENT = "full@example.com"
+FULL_TEMPFAIL_RECIPIENT = "full@example.net"
+QUOTA_SENDER = "quota-sender@example.com"
+TEMPFAIL_USERS = {
+    FULL_TEMPFAIL_RECIPIENT: "mailbox=%s/full/ quota=100"
+    % os.path.join(WORK, INSTANCE, "lmtpd-tempfail", "mail"),
+}
+USERS[FULL_RECIPIENT] = ("mailbox=%s/full/ quota=100"
+                         % os.path.join(WORK, INSTANCE, "lmtpd", "mail"))
 
 MAIN_CF = """\
 compatibility_level = 3.6
@@ -59,8 +73,9 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relayhost =
 relay_domains =
-virtual_mailbox_domains = example.com
+virtual_mailbox_domains = example.com, example.net
 virtual_transport = lmtp:unix:{socket}
+transport_maps = inline:{{ example.net=lmtp:unix:{tempfail_socket} }}
 default_transport = error:no outside mail in tests
 relay_transport = error:no outside mail in tests
 local_transport = error:no local mail in tests
@@ -223,6 +238,7 @@ def read_log_tail(path, count=40):
 class PostfixTest(unittest.TestCase):
     postfix = None
     lmtpd = None
+    lmtpd_tempfail = None
 
     @classmethod
     def setUpClass(cls):
@@ -252,6 +268,11 @@ class PostfixTest(unittest.TestCase):
         cls.lmtpd = LmtpdServer(INSTANCE + "/lmtpd", USERS)
         os.chmod(cls.lmtpd.folder, 0o755)
         os.chmod(cls.lmtpd.socket_path, 0o666)
+        cls.lmtpd_tempfail = LmtpdServer(INSTANCE + "/lmtpd-tempfail",
+                                         TEMPFAIL_USERS,
+                                         extra_args=["--quota-tempfail"])
+        os.chmod(cls.lmtpd_tempfail.folder, 0o755)
+        os.chmod(cls.lmtpd_tempfail.socket_path, 0o666)
 
         cls.port = free_port()
         with open(os.path.join(cls.config, "main.cf"), "w") as f:
@@ -259,7 +280,9 @@ class PostfixTest(unittest.TestCase):
                                    data=os.path.join(cls.folder, "data"),
                                    log=cls.maillog, folder=cls.folder,
                                    hostname=POSTFIX_HOSTNAME,
-                                   socket=cls.lmtpd.socket_path))
+                                   socket=cls.lmtpd.socket_path,
+                                   tempfail_socket=(
+                                       cls.lmtpd_tempfail.socket_path)))
         with open(os.path.join(cls.config, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(port=cls.port))
 
@@ -294,6 +317,9 @@ class PostfixTest(unittest.TestCase):
         if cls.lmtpd is not None:
             cls.lmtpd.stop()
             cls.lmtpd = None
+        if cls.lmtpd_tempfail is not None:
+            cls.lmtpd_tempfail.stop()
+            cls.lmtpd_tempfail = None
 
     def setUp(self):
         self.queue_ids = []
@@ -361,6 +387,54 @@ class PostfixTest(unittest.TestCase):
                                timeout=30)
                 flushed = True
             time.sleep(0.1)
+
+    def wait_until_deferred(self, queue_id):
+        """Wait for the lmtp client's first deferral of queue_id, and
+        return the log lines of queue_id up to then."""
+        while True:
+            lines = self.log_lines([queue_id])
+            if any("status=deferred" in line for line in lines):
+                return lines
+            if any(" %s: removed" % queue_id in line for line in lines):
+                self.fail("queue id %s removed, not deferred:\n%s"
+                          % (queue_id, "\n".join(lines)))
+            if time.monotonic() > self.deadline:
+                self.fail("queue id %s not deferred within %d s; log "
+                          "tail:\n%s" % (queue_id, DELIVERY_TIMEOUT,
+                                         read_log_tail(self.maillog)))
+            time.sleep(0.1)
+
+    def delete_from_queue(self, queue_id):
+        """Delete a deferred message, so that Postfix does not retry it
+        while the other tests run."""
+        result = subprocess.run(["postsuper", "-c", self.config, "-d",
+                                 queue_id],
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                timeout=60, check=False)
+        self.assertEqual(result.returncode, 0, result.stdout)
+
+    def dsn(self, lines, recipient):
+        """Return the dsn= field of the lmtp client's line for recipient."""
+        for line in lines:
+            match = re.search(r" postfix/lmtp\[[0-9]+\]: [0-9A-Za-z]+: "
+                              r"to=<%s>, .* dsn=([0-9.]+), status="
+                              % re.escape(recipient), line)
+            if match is not None:
+                return match.group(1)
+        self.fail("no lmtp line for %s:\n%s" % (recipient, "\n".join(lines)))
+        return None
+
+    def fill_full_mailbox(self, server):
+        """Put a 200-byte message into the Maildir "full/" of server,
+        whose quota is 100 bytes."""
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(server.path("full/"), sub),
+                        exist_ok=True)
+        new = os.path.join(server.path("full/"), "new")
+        with open(os.path.join(new, "prefill.host,S=200"), "wb") as f:
+            f.write(b"p" * 200)
 
     def delivery_statuses(self, lines):
         """Return {recipient: (status, relay, reply text)} from the lmtp
@@ -553,6 +627,68 @@ class PostfixTest(unittest.TestCase):
         self.assertIn(b"\n.A line that starts with a dot\n..Two dots\n.\n"
                       b">From the start of a line\n", raw)
         self.assertTrue(raw.endswith(b"\nLast line.\n\n\n\n"), raw[-40:])
+
+
+    @print_log_on_failure
+    def test_full_mailbox_bounces(self):
+        """552 5.2.2 at RCPT: Postfix bounces the message, and the
+        notification comes back through lmtpd."""
+        self.fill_full_mailbox(self.lmtpd)
+        queue_id, _ = self.swaks(QUOTA_SENDER, [FULL_RECIPIENT],
+                                 "For a full mailbox.", "full mailbox")
+        lines = self.wait_until_removed(queue_id)
+        statuses = self.delivery_statuses(lines)
+        self.assertEqual(list(statuses), [FULL_RECIPIENT])
+        status, relay, text = statuses[FULL_RECIPIENT]
+        self.assertEqual(status, "bounced", text)
+        self.assertIn(self.lmtpd.socket_path, relay)
+        self.assertEqual(text, "host %s[%s] said: 552 5.2.2 <%s> mailbox "
+                         "full (in reply to RCPT TO command)"
+                         % (POSTFIX_HOSTNAME, self.lmtpd.socket_path,
+                            FULL_RECIPIENT))
+        self.assertEqual(self.dsn(lines, FULL_RECIPIENT), "5.2.2")
+        self.assertEqual(len(self.maildir("full/")), 1)
+
+        notices = [m.group(1) for m in
+                   (re.search(r"sender non-delivery notification: "
+                              r"([0-9A-Za-z]+)$", line) for line in lines)
+                   if m is not None]
+        self.assertEqual(len(notices), 1, "\n".join(lines))
+        self.queue_ids.append(notices[0])
+        self.assert_sent(self.delivery_statuses(
+            self.wait_until_removed(notices[0])), QUOTA_SENDER)
+        bounces = self.maildir("quota-sender/").values()
+        self.assertEqual(len(bounces), 1)
+        content = bounces[0].as_string()
+        self.assertIn("Final-Recipient: rfc822; " + FULL_RECIPIENT, content)
+        self.assertIn("Status: 5.2.2", content)
+        self.assertRegex(content, r"Diagnostic-Code: smtp; 552 5\.2\.2 <%s> "
+                         r"mailbox full" % re.escape(FULL_RECIPIENT))
+
+    @print_log_on_failure
+    def test_full_mailbox_deferred(self):
+        """452 4.2.2 with --quota-tempfail: Postfix keeps the message."""
+        self.fill_full_mailbox(self.lmtpd_tempfail)
+        queue_id, _ = self.swaks(QUOTA_SENDER, [FULL_TEMPFAIL_RECIPIENT],
+                                 "For a full mailbox, again.",
+                                 "full mailbox, tempfail")
+        lines = self.wait_until_deferred(queue_id)
+        statuses = self.delivery_statuses(lines)
+        self.assertEqual(list(statuses), [FULL_TEMPFAIL_RECIPIENT])
+        status, relay, text = statuses[FULL_TEMPFAIL_RECIPIENT]
+        self.assertEqual(status, "deferred", text)
+        self.assertIn(self.lmtpd_tempfail.socket_path, relay)
+        self.assertEqual(text, "host %s[%s] said: 452 4.2.2 <%s> mailbox "
+                         "full (in reply to RCPT TO command)"
+                         % (POSTFIX_HOSTNAME, self.lmtpd_tempfail.socket_path,
+                            FULL_TEMPFAIL_RECIPIENT))
+        self.assertEqual(self.dsn(lines, FULL_TEMPFAIL_RECIPIENT), "4.2.2")
+        self.assertFalse(any("non-delivery notification" in line
+                             for line in lines), "\n".join(lines))
+        self.assertEqual(len(mailbox.Maildir(
+            self.lmtpd_tempfail.path("full/"), factory=None,
+            create=False)), 1)
+        self.delete_from_queue(queue_id)
 
 
 if __name__ == "__main__":
