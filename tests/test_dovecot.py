@@ -1,7 +1,9 @@
 """Maildir++ quotas shared with a real Dovecot.
 
 lmtpd and Dovecot's doveadm (Debian package dovecot-core) work on the
-same Maildirs under tests/work/dovecot/.  Dovecot runs no service and
+same Maildirs in a temporary folder under /tmp, which Dovecot's user can
+reach whatever the permissions above the checkout.  Dovecot runs no
+service and
 listens nowhere: a private configuration with the quota plugin and the
 "maildir" backend is read by each doveadm command, which finds the user
 from USER and HOME.  The tests check that doveadm reports the usage
@@ -21,9 +23,10 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import unittest
 
-from harness import HOSTNAME, WORK, Dialogue, LmtpdServer
+from harness import HOSTNAME, Dialogue, LmtpdServer
 
 NAME = "dovecot"
 LIMITS_LINE = "10240S,20C\n"
@@ -108,40 +111,59 @@ def message(subject, size):
 
 class DovecotTest(unittest.TestCase):
     server = None
+    top = None
 
     @classmethod
     def setUpClass(cls):
         reason = missing_requirement()
         if reason is not None:
             raise unittest.SkipTest(reason)
-        mail = os.path.join(WORK, NAME, "mail")
+        cls.top = tempfile.mkdtemp(prefix="lmtpd-dovecot.")
+        try:
+            cls.start(cls.top)
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def start(cls, top):
+        """Start lmtpd and write Dovecot's configuration, both in top."""
+        os.chmod(top, 0o755)
+        cls.mail = os.path.join(top, "mail")
         users = {
             "alice@example.com": "mailbox=%s/alice/ quota=10K messages=20"
-                                 % mail,
-            "bob@example.com": "mailbox=%s/bob/ quota=10K messages=20" % mail,
+                                 % cls.mail,
+            "bob@example.com": "mailbox=%s/bob/ quota=10K messages=20"
+                               % cls.mail,
         }
         cls.server = LmtpdServer(NAME, users, extra_args=["--create-folders"])
-        cls.run_dir = os.path.join(cls.server.folder, "run")
-        os.makedirs(cls.run_dir)
+        run_dir = os.path.join(top, "run")
+        os.makedirs(run_dir)
         cls.uid, cls.gid = mail_owner()
-        cls.config = os.path.join(cls.server.folder, "dovecot.conf")
+        cls.config = os.path.join(top, "dovecot.conf")
         with open(cls.config, "w", encoding="ascii") as f:
-            f.write(DOVECOT_CONF.format(run=cls.run_dir, mail=mail,
+            f.write(DOVECOT_CONF.format(run=run_dir, mail=cls.mail,
                                         uid=cls.uid, gid=cls.gid))
-        os.chmod(cls.server.folder, 0o755)
 
     @classmethod
     def tearDownClass(cls):
         if cls.server is not None:
             cls.server.stop()
+            cls.server = None
+        if cls.top is not None:
+            shutil.rmtree(cls.top)
+            cls.top = None
 
     def setUp(self):
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        shutil.rmtree(self.mail, ignore_errors=True)
+        os.makedirs(self.mail)
+
+    def path(self, box):
+        return os.path.join(self.mail, box)
 
     def give_to_dovecot(self):
         """Make the mail folder and everything in it Dovecot's user's."""
-        for top, folders, files in os.walk(self.server.mail):
+        for top, folders, files in os.walk(self.mail):
             os.chown(top, self.uid, self.gid, follow_symlinks=False)
             for name in folders + files:
                 os.chown(os.path.join(top, name), self.uid, self.gid,
@@ -151,7 +173,7 @@ class DovecotTest(unittest.TestCase):
         """Run doveadm for user with the private configuration and
         return its output."""
         self.give_to_dovecot()
-        env = dict(os.environ, USER=user, HOME=self.server.path(user))
+        env = dict(os.environ, USER=user, HOME=self.path(user))
         result = subprocess.run(["doveadm", "-c", self.config] + list(args),
                                 input=data, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, timeout=60,
@@ -199,7 +221,7 @@ class DovecotTest(unittest.TestCase):
             return dialogue.line().decode()
 
     def maildirsize(self, user):
-        path = os.path.join(self.server.path(user), "maildirsize")
+        path = os.path.join(self.path(user), "maildirsize")
         with open(path, encoding="ascii") as f:
             text = f.read()
         return text, os.stat(path).st_ino
@@ -218,7 +240,7 @@ class DovecotTest(unittest.TestCase):
             self.assertEqual(self.deliver(recipient,
                                           message("m%d" % i, 300 * (i + 1))),
                              "250 2.0.0 <%s> delivered" % recipient)
-        usage = maildir_usage(self.server.path("alice/"))
+        usage = maildir_usage(self.path("alice/"))
         self.assertEqual(usage[1], 4)
         self.assertGreater(usage[0], 3000)
         text, inode = self.maildirsize("alice/")
@@ -245,14 +267,14 @@ class DovecotTest(unittest.TestCase):
         self.doveadm("alice", "expunge", "mailbox", "INBOX", "uid", "1")
         text, inode = self.maildirsize("alice/")
         self.assertIn("\n-", text, "no line for the expunge:\n" + text)
-        usage = maildir_usage(self.server.path("alice/"))
+        usage = maildir_usage(self.path("alice/"))
         self.assertEqual(sum_maildirsize(text), usage)
 
         # lmtpd adds its line to Dovecot's file, negative line and all.
         self.assertEqual(self.deliver("alice@example.com",
                                       message("four", 400)),
                          "250 2.0.0 <alice@example.com> delivered")
-        new_usage = maildir_usage(self.server.path("alice/"))
+        new_usage = maildir_usage(self.path("alice/"))
         added = new_usage[0] - usage[0]
         self.assertEqual(self.maildirsize("alice/"),
                          (text + "%d 1\n" % added, inode))
@@ -264,7 +286,7 @@ class DovecotTest(unittest.TestCase):
         self.assertEqual(self.deliver("alice@example.com",
                                       message("five", 400)),
                          "250 2.0.0 <alice@example.com> delivered")
-        final_usage = maildir_usage(self.server.path("alice/"))
+        final_usage = maildir_usage(self.path("alice/"))
         self.assertEqual(self.maildirsize("alice/"),
                          (text + "%d 1\n" % (final_usage[0] - new_usage[0]),
                           inode))
@@ -295,7 +317,7 @@ class DovecotTest(unittest.TestCase):
                                       message("over", room + 10),
                                       size=room + 10),
                          "250 2.0.0 <bob@example.com> delivered")
-        usage = maildir_usage(self.server.path("bob/"))
+        usage = maildir_usage(self.path("bob/"))
         self.assertEqual(usage[1], 1)
         self.assertEqual(sum_maildirsize(self.maildirsize("bob/")[0]), usage)
         self.assert_doveadm_usage("bob", usage)
