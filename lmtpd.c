@@ -42,6 +42,10 @@ usage(FILE *out)
         "  -m, --map FILE          tinycdb user map (default %s)\n"
         "  -H, --hostname NAME     name in the greeting and Received\n"
         "                          (default: this host's name)\n"
+        "      --map-host NAME     this host's name in the host= fields of\n"
+        "                          the map: a recipient whose record names\n"
+        "                          another host is deferred with 450 4.4.0\n"
+        "                          (default: the --hostname value)\n"
         "  -s, --max-size BYTES    largest message accepted, with K, M or G\n"
         "                          suffix, 0 for no limit (default 50M)\n"
         "  -d, --recipient-delimiter CHARS\n"
@@ -119,7 +123,8 @@ enum {
     OPTION_MAX_ERRORS,
     OPTION_CREATE_FOLDERS,
     OPTION_DEFAULT_QUOTA,
-    OPTION_QUOTA_TEMPFAIL
+    OPTION_QUOTA_TEMPFAIL,
+    OPTION_MAP_HOST
 };
 
 static void
@@ -142,6 +147,7 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"create-folders", no_argument, NULL, OPTION_CREATE_FOLDERS},
         {"default-quota", required_argument, NULL, OPTION_DEFAULT_QUOTA},
         {"quota-tempfail", no_argument, NULL, OPTION_QUOTA_TEMPFAIL},
+        {"map-host", required_argument, NULL, OPTION_MAP_HOST},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -160,6 +166,15 @@ parse_options(int argc, char **argv, struct session_config *config,
                 exit(EX_USAGE);
             }
             config->hostname = optarg;
+            break;
+        case OPTION_MAP_HOST:
+            if (!users_host_name_is_valid(optarg, strlen(optarg))) {
+                fprintf(stderr, "lmtpd: invalid host name \"%s\" for "
+                        "--map-host: expected dot-separated labels of "
+                        "letters, digits and hyphens\n", optarg);
+                exit(EX_USAGE);
+            }
+            config->map_host = optarg;
             break;
         case 's':
             if (users_parse_size(optarg, &config->max_size) < 0) {
@@ -382,6 +397,8 @@ main(int argc, char **argv)
             snprintf(hostname, sizeof(hostname), "localhost");
         config.hostname = hostname;
     }
+    if (config.map_host == NULL)
+        config.map_host = config.hostname;
     fds = sd_listen_fds(1);
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))

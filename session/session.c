@@ -260,11 +260,14 @@ do_rcpt(struct session *s, const char *argument)
         return CONTINUE;
     }
     if (users_lookup(s->config->map_path, rcpt.forward_path,
-                     s->config->delimiters, &mailbox, &result) < 0) {
+                     s->config->delimiters, &mailbox, &result) < 0 ||
+        users_check_home(&mailbox, s->config->map_host, &result) < 0) {
         if (result.detail[0] != '\0')
             log_warning("to=<%s> reply=%d %s %s", rcpt.forward_path,
                         result.code, result.status, result.detail);
-        /* An unknown user is no protocol error: not counted. */
+        /* Unknown and misrouted recipients are not command errors, so
+         * they do not count toward --max-errors and a large misrouted
+         * batch gets no 421. */
         reply_result(s, result.code, result.status, "<%s> %s",
                      rcpt.forward_path, result.text);
         return CONTINUE;

@@ -30,6 +30,16 @@ static const struct reply_entry reply_table[] = {
     [STORE_NO_SPACE] = {452, "4.3.1", "insufficient system storage"},
     [STORE_BUSY] = {451, "4.2.0", "mailbox busy"},
     [STORE_LOCAL_ERROR] = {451, "4.3.0", "local error"},
+    /*
+     * The site's own MTA routed the recipient to the wrong host.  A
+     * corrected transport table fixes that, so the reply is temporary.
+     * 450 is RFC 5321's "mailbox unavailable" (451 means a local error).
+     * RFC 3463 puts routing problems in X.4, and X.4.0 fits best because
+     * X.4.4 means missing routing information and X.1.6 (mailbox moved)
+     * is for permanent failures only.  users_check_home() puts the host's
+     * name into the text.
+     */
+    [STORE_OTHER_HOST] = {450, "4.4.0", "mailbox is on another host"},
 };
 
 /*

@@ -12,6 +12,12 @@
 #include <time.h>
 
 /*
+ * Maximum length of a host name in the map's host= field: 253 bytes, the
+ * text form of RFC 1035's 255-byte limit on a domain name.
+ */
+#define USERS_HOST_NAME_MAX 253
+
+/*
  * A reply for one recipient, filled by every store function that can
  * fail.  The session sends "code status <recipient> text" to the client
  * and logs detail, which names the file, the map key or the errno text.
@@ -19,7 +25,8 @@
 struct store_reply {
     int code;          /* 250, 451, 550, ... */
     char status[12];   /* enhanced status code (RFC 3463), "2.0.0" */
-    char text[128];    /* short reason for the client */
+    char text[32 + USERS_HOST_NAME_MAX]; /* short reason for the client,
+                                          * which may name a host */
     char detail[512];  /* longer reason for the log, or "" */
 };
 
@@ -32,7 +39,8 @@ enum store_failure {
     STORE_TOO_BIG,       /* 552 5.3.4 */
     STORE_NO_SPACE,      /* 452 4.3.1 */
     STORE_BUSY,          /* 451 4.2.0: mailbox lock not acquired */
-    STORE_LOCAL_ERROR    /* 451 4.3.0 */
+    STORE_LOCAL_ERROR,   /* 451 4.3.0 */
+    STORE_OTHER_HOST     /* 450 4.4.0: the map puts the mailbox elsewhere */
 };
 
 void store_reply_set(struct store_reply *, enum store_failure,
@@ -54,6 +62,7 @@ struct mailbox {
     gid_t gid;
     char key[320];    /* the map key that matched, for the log */
     char detail[256]; /* the +detail part of the local part, or "" */
+    char host[USERS_HOST_NAME_MAX + 1]; /* home host from host=, or "" */
 };
 
 /* users.c: the tinycdb user map. */
@@ -63,6 +72,9 @@ int users_lookup(const char *map_path, const char *address,
 int users_parse_record(const char *value, size_t len, struct mailbox *,
                        char *error, size_t error_size);
 int users_parse_size(const char *text, unsigned long long *value);
+int users_host_name_is_valid(const char *name, size_t len);
+int users_check_home(const struct mailbox *, const char *this_host,
+                     struct store_reply *);
 
 /*
  * One message for one recipient.  The spool holds the message with LF

@@ -40,6 +40,7 @@ static const struct failure_case failure_cases[] = {
     {STORE_NO_SPACE, 452, "4.3.1", "insufficient system storage"},
     {STORE_BUSY, 451, "4.2.0", "mailbox busy"},
     {STORE_LOCAL_ERROR, 451, "4.3.0", "local error"},
+    {STORE_OTHER_HOST, 450, "4.4.0", "mailbox is on another host"},
     /* A value outside the enum is a bug, and a bug must not bounce. */
     {(enum store_failure)99, 451, "4.3.0", "local error"},
 };
