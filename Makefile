@@ -19,7 +19,7 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \
 	session/path.o session/session.o session/spool.o
 STORE_OBJS = store/deliver.o store/folder.o store/maildir.o store/mbox.o \
-	store/mboxlock.o store/reply.o store/users.o
+	store/mboxlock.o store/quota.o store/reply.o store/users.o
 OBJS = $(SESSION_OBJS) $(STORE_OBJS)
 HEADERS = $(wildcard session/*.h store/*.h)
 
@@ -67,18 +67,23 @@ demo: lmtpd
 	@sh tests/lib/demo
 
 lint-man:
-	mandoc -Tlint -Wwarning man/lmtpd.8
+	mandoc -Tlint -Wwarning man/*.[0-9]
 
 install: lmtpd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(SYSTEMDUNITDIR)
 	install -m 0755 lmtpd $(DESTDIR)$(SBINDIR)/lmtpd
-	install -m 0644 man/lmtpd.8 $(DESTDIR)$(MANDIR)/man8/lmtpd.8
+	install -m 0755 tools/lmtpd-transport \
+		$(DESTDIR)$(SBINDIR)/lmtpd-transport
+	install -m 0644 man/lmtpd.8 man/lmtpd-transport.8 \
+		$(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 units/lmtpd.socket units/lmtpd@.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lmtpd $(DESTDIR)$(MANDIR)/man8/lmtpd.8 \
+		$(DESTDIR)$(SBINDIR)/lmtpd-transport \
+		$(DESTDIR)$(MANDIR)/man8/lmtpd-transport.8 \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd.socket \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service
 

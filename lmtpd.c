@@ -42,11 +42,22 @@ usage(FILE *out)
         "  -m, --map FILE          tinycdb user map (default %s)\n"
         "  -H, --hostname NAME     name in the greeting and Received\n"
         "                          (default: this host's name)\n"
+        "      --map-host NAME     this host's name in the host= fields of\n"
+        "                          the map: a recipient whose record names\n"
+        "                          another host is deferred with 450 4.4.0\n"
+        "                          (default: the --hostname value)\n"
         "  -s, --max-size BYTES    largest message accepted, with K, M or G\n"
         "                          suffix, 0 for no limit (default 50M)\n"
         "  -d, --recipient-delimiter CHARS\n"
         "                          characters that start a +detail in a\n"
         "                          local part, \"\" for none (default +)\n"
+        "      --default-quota BYTES\n"
+        "                          quota of a map record without a quota\n"
+        "                          field, with K, M or G suffix, 0 for no\n"
+        "                          limit (default 0)\n"
+        "      --quota-tempfail    answer a full mailbox with 452 4.2.2, so\n"
+        "                          the MTA retries (default: 552 5.2.2, the\n"
+        "                          MTA bounces)\n"
         "      --create-folders    create the Maildir++ folder of a +detail\n"
         "                          when it is missing (default: deliver to\n"
         "                          the inbox)\n"
@@ -97,6 +108,19 @@ parse_number(const char *option, const char *text, unsigned long min,
     return value;
 }
 
+static void
+parse_default_quota(const char *text)
+{
+    unsigned long long bytes;
+
+    if (users_parse_size(text, &bytes) < 0) {
+        fprintf(stderr, "lmtpd: invalid size \"%s\" for --default-quota:"
+                " expected bytes with an optional K, M or G\n", text);
+        exit(EX_USAGE);
+    }
+    quota_set_default(bytes);
+}
+
 /* Long options without a short form. */
 enum {
     OPTION_SESSION_TIMEOUT = 256,
@@ -104,6 +128,9 @@ enum {
     OPTION_MAX_RECIPIENTS,
     OPTION_MAX_ERRORS,
     OPTION_CREATE_FOLDERS,
+    OPTION_DEFAULT_QUOTA,
+    OPTION_QUOTA_TEMPFAIL,
+    OPTION_MAP_HOST,
     OPTION_LOCK_TIMEOUT,
     OPTION_STALE_LOCK_TIME
 };
@@ -126,6 +153,9 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
         {"max-errors", required_argument, NULL, OPTION_MAX_ERRORS},
         {"create-folders", no_argument, NULL, OPTION_CREATE_FOLDERS},
+        {"default-quota", required_argument, NULL, OPTION_DEFAULT_QUOTA},
+        {"quota-tempfail", no_argument, NULL, OPTION_QUOTA_TEMPFAIL},
+        {"map-host", required_argument, NULL, OPTION_MAP_HOST},
         {"lock-timeout", required_argument, NULL, OPTION_LOCK_TIMEOUT},
         {"stale-lock-time", required_argument, NULL, OPTION_STALE_LOCK_TIME},
         {"help", no_argument, NULL, 'h'},
@@ -146,6 +176,15 @@ parse_options(int argc, char **argv, struct session_config *config,
                 exit(EX_USAGE);
             }
             config->hostname = optarg;
+            break;
+        case OPTION_MAP_HOST:
+            if (!users_host_name_is_valid(optarg, strlen(optarg))) {
+                fprintf(stderr, "lmtpd: invalid host name \"%s\" for "
+                        "--map-host: expected dot-separated labels of "
+                        "letters, digits and hyphens\n", optarg);
+                exit(EX_USAGE);
+            }
+            config->map_host = optarg;
             break;
         case 's':
             if (users_parse_size(optarg, &config->max_size) < 0) {
@@ -181,6 +220,12 @@ parse_options(int argc, char **argv, struct session_config *config,
             break;
         case OPTION_CREATE_FOLDERS:
             config->create_folders = 1;
+            break;
+        case OPTION_DEFAULT_QUOTA:
+            parse_default_quota(optarg);
+            break;
+        case OPTION_QUOTA_TEMPFAIL:
+            store_reply_quota_tempfail(1);
             break;
         case OPTION_MAX_ERRORS:
             config->max_errors = (unsigned int)parse_number(
@@ -370,6 +415,8 @@ main(int argc, char **argv)
             snprintf(hostname, sizeof(hostname), "localhost");
         config.hostname = hostname;
     }
+    if (config.map_host == NULL)
+        config.map_host = config.hostname;
     fds = sd_listen_fds(1);
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))

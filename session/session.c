@@ -212,6 +212,28 @@ add_recipient(struct session *s, const char *address,
     return 0;
 }
 
+/*
+ * Rejects a recipient whose mailbox is full, or would be with the MAIL
+ * SIZE= value (RFC 1870), before the client sends the data.
+ * store_deliver() checks again with the size as stored.  Returns -1
+ * after replying.
+ */
+static int
+check_quota(struct session *s, const char *address,
+            const struct mailbox *mailbox)
+{
+    struct store_reply result;
+
+    if (quota_check(mailbox, s->mail.size, &result) == 0)
+        return 0;
+    log_warning("to=<%s> mailbox=%s reply=%d %s %s", address, mailbox->path,
+                result.code, result.status, result.detail);
+    /* Like an unknown user, not a command error for --max-errors. */
+    reply_result(s, result.code, result.status, "<%s> %s", address,
+                 result.text);
+    return -1;
+}
+
 static int
 do_rcpt(struct session *s, const char *argument)
 {
@@ -238,15 +260,20 @@ do_rcpt(struct session *s, const char *argument)
         return CONTINUE;
     }
     if (users_lookup(s->config->map_path, rcpt.forward_path,
-                     s->config->delimiters, &mailbox, &result) < 0) {
+                     s->config->delimiters, &mailbox, &result) < 0 ||
+        users_check_home(&mailbox, s->config->map_host, &result) < 0) {
         if (result.detail[0] != '\0')
             log_warning("to=<%s> reply=%d %s %s", rcpt.forward_path,
                         result.code, result.status, result.detail);
-        /* An unknown user is no protocol error: not counted. */
+        /* Unknown and misrouted recipients are not command errors, so
+         * they do not count toward --max-errors and a large misrouted
+         * batch gets no 421. */
         reply_result(s, result.code, result.status, "<%s> %s",
                      rcpt.forward_path, result.text);
         return CONTINUE;
     }
+    if (check_quota(s, rcpt.forward_path, &mailbox) < 0)
+        return CONTINUE;
     if (add_recipient(s, rcpt.forward_path, &mailbox) < 0) {
         log_error("to=<%s> out of memory", rcpt.forward_path);
         reply(s, 452, "4.3.1", "<%s> insufficient system resources",

@@ -30,7 +30,36 @@ static const struct reply_entry reply_table[] = {
     [STORE_NO_SPACE] = {452, "4.3.1", "insufficient system storage"},
     [STORE_BUSY] = {451, "4.2.0", "mailbox busy"},
     [STORE_LOCAL_ERROR] = {451, "4.3.0", "local error"},
+    /*
+     * The site's own MTA routed the recipient to the wrong host.  A
+     * corrected transport table fixes that, so the reply is temporary.
+     * 450 is RFC 5321's "mailbox unavailable" (451 means a local error).
+     * RFC 3463 puts routing problems in X.4, and X.4.0 fits best because
+     * X.4.4 means missing routing information and X.1.6 (mailbox moved)
+     * is for permanent failures only.  users_check_home() puts the host's
+     * name into the text.
+     */
+    [STORE_OTHER_HOST] = {450, "4.4.0", "mailbox is on another host"},
 };
+
+/*
+ * A full mailbox with --quota-tempfail: the MTA keeps the message and
+ * retries, in case the owner makes room before the queue lifetime ends.
+ */
+static const struct reply_entry mailbox_full_tempfail = {452, "4.2.2",
+                                                         "mailbox full"};
+
+static int quota_tempfail;
+
+/*
+ * Sets whether a full mailbox, from the quota or from EDQUOT, is answered
+ * 452 4.2.2 (enabled) or 552 5.2.2 (the default).
+ */
+void
+store_reply_quota_tempfail(int enabled)
+{
+    quota_tempfail = enabled;
+}
 
 static void
 set_code(struct store_reply *reply, enum store_failure failure)
@@ -41,6 +70,8 @@ set_code(struct store_reply *reply, enum store_failure failure)
     if ((size_t)failure >= sizeof reply_table / sizeof reply_table[0])
         failure = STORE_LOCAL_ERROR;
     entry = &reply_table[failure];
+    if (failure == STORE_MAILBOX_FULL && quota_tempfail)
+        entry = &mailbox_full_tempfail;
 
     reply->code = entry->code;
     snprintf(reply->status, sizeof reply->status, "%s", entry->status);
@@ -94,10 +125,10 @@ set_errno_detail(struct store_reply *reply, enum store_failure failure,
 
 /*
  * Sets the reply for a failed system call on a mailbox: ENOSPC is 452
- * 4.3.1, EDQUOT 552 5.2.2, EFBIG (file size limit) 552 5.3.4, and every
- * other value, EACCES, EPERM, ELOOP and EMLINK included, 451 4.3.0.  The
- * detail reads "<what> <path>: <strerror>", for example
- * "open /var/mail/bob: ...".
+ * 4.3.1, EDQUOT 552 5.2.2 (452 4.2.2 with store_reply_quota_tempfail()),
+ * EFBIG (file size limit) 552 5.3.4, and every other value, EACCES,
+ * EPERM, ELOOP and EMLINK included, 451 4.3.0.  The detail reads
+ * "<what> <path>: <strerror>", for example "open /var/mail/bob: ...".
  */
 void
 store_reply_errno(struct store_reply *reply, int err, const char *what,

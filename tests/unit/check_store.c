@@ -40,6 +40,7 @@ static const struct failure_case failure_cases[] = {
     {STORE_NO_SPACE, 452, "4.3.1", "insufficient system storage"},
     {STORE_BUSY, 451, "4.2.0", "mailbox busy"},
     {STORE_LOCAL_ERROR, 451, "4.3.0", "local error"},
+    {STORE_OTHER_HOST, 450, "4.4.0", "mailbox is on another host"},
     /* A value outside the enum is a bug, and a bug must not bounce. */
     {(enum store_failure)99, 451, "4.3.0", "local error"},
 };
@@ -180,6 +181,32 @@ START_TEST(reply_notice_long)
     ck_assert_uint_eq(strlen(reply.notice), sizeof reply.notice - 1);
     store_reply_notice(&reply, "%s", "more");
     ck_assert_uint_eq(strlen(reply.notice), sizeof reply.notice - 1);
+}
+END_TEST
+
+START_TEST(reply_quota_tempfail)
+{
+    struct store_reply reply;
+
+    store_reply_quota_tempfail(1);
+    store_reply_errno(&reply, EDQUOT, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.2.2");
+    ck_assert_str_eq(reply.text, "mailbox full");
+    store_reply_set(&reply, STORE_MAILBOX_FULL, NULL);
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.2.2");
+    /* Other failures keep their codes. */
+    store_reply_errno(&reply, ENOSPC, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.3.1");
+    store_reply_set(&reply, STORE_TOO_BIG, NULL);
+    ck_assert_int_eq(reply.code, 552);
+
+    store_reply_quota_tempfail(0);
+    store_reply_errno(&reply, EDQUOT, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 552);
+    ck_assert_str_eq(reply.status, "5.2.2");
 }
 END_TEST
 
@@ -512,6 +539,7 @@ store_suite(void)
                         sizeof spool_errno_cases / sizeof spool_errno_cases[0]);
     tcase_add_test(reply, reply_notice_appends);
     tcase_add_test(reply, reply_notice_long);
+    tcase_add_test(reply, reply_quota_tempfail);
     suite_add_tcase(suite, reply);
 
     tcase_add_loop_test(header, header_block_table, 0,
