@@ -277,10 +277,14 @@ shim_openat(enum call kind, const char *real_name, int dirfd,
     char target[PATH_MAX + 64];
     int fd;
 
-    if (dirfd == AT_FDCWD || path[0] == '/')
+    if (dirfd == AT_FDCWD || path[0] == '/') {
         snprintf(target, sizeof target, "%s", path);
-    else
-        snprintf(target, sizeof target, "fd:%d/%s", dirfd, path);
+    } else {
+        char folder[PATH_MAX];
+
+        snprintf(target, sizeof target, "%s/%s",
+                 describe_fd(dirfd, folder, sizeof folder), path);
+    }
     if (before_call(kind, &number, mode_of_flags(flags), target, NULL))
         return -1;
     if (shim.no_tmpfile && (flags & O_TMPFILE) == O_TMPFILE) {
