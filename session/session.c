@@ -327,7 +327,8 @@ deliver_all(struct session *s, struct spool *spool)
          * so delivering now would only make a second copy.
          */
         if (s->io.write_failed) {
-            log_warning("cannot send replies, %zu recipients not delivered",
+            log_warning("sending a reply failed, so the remaining "
+                        "recipients were not delivered: %zu",
                         s->recipient_count - i);
             return;
         }

@@ -476,6 +476,35 @@ class FaultInjectionTest(unittest.TestCase):
             self.assertEqual(len(link_targets), links, at)
             self.assertEqual(len(set(link_targets)), links, at)
 
+    def test_reply_write_fails(self):
+        """When the first recipient's reply cannot be sent, the client
+        has gone and will send the message again, so the second
+        recipient is not delivered."""
+        world = self.world
+        recipients = (MAILDIR_USER, MBOX_USER)
+        self.count_calls(recipients, "data")
+        replies = [c["number"] for c in read_trace(world.trace)
+                   if c["function"] == "write"
+                   and c["target"].startswith("socket:")]
+        # Greeting, LHLO, MAIL, two RCPT, DATA, then the first result.
+        self.assertEqual(len(replies), 9)
+        world.reset()
+        before = world.snapshot()
+        log_start = os.path.getsize(world.log)
+        outcome = world.deliver("reply-lost", fault_env(at=replies[6]),
+                                recipients, "data", BODY_SIZE)
+        self.assertTrue(outcome["lost"])
+        self.assertEqual(outcome["results"], {})
+        added, problems = added_messages(world, before, MAILDIR_USER,
+                                         "reply-lost")
+        self.assertEqual((added, problems), (1, []))
+        added, problems = added_messages(world, before, MBOX_USER,
+                                         "reply-lost")
+        self.assertEqual((added, problems), (0, []))
+        with open(world.log, encoding="utf-8") as f:
+            self.assertIn("the remaining recipients were not delivered: 1",
+                          f.read()[log_start:])
+
     def test_faults_without_tmpfile(self):
         """The spool and the dotlock fall back to named files that are
         removed, where the file system lacks O_TMPFILE."""
