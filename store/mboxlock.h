@@ -1,6 +1,6 @@
 /*
  * mboxlock.h: the locks around an mbox append, internal to store/.
- * Used by mbox.c only, and by the unit tests.
+ * Used by mbox.c only.
  */
 #ifndef LMTPD_MBOXLOCK_H
 #define LMTPD_MBOXLOCK_H
@@ -15,8 +15,8 @@
 #define MBOX_RECORD_PREFIX_MAX 4096
 
 /*
- * Where an append started, as its dotlock records it: the mbox's device
- * and inode, its size before the append and the first bytes written.
+ * Record of an append in its dotlock: the mbox's device and inode, its
+ * size before the append, and the first bytes that the append writes.
  */
 struct mbox_append_record {
     dev_t dev;
