@@ -125,8 +125,9 @@ is_same_file(int fd, const char *path)
 }
 
 /*
- * Reads a dotlock.  lmtpd writes a line with its pid, as liblockfile
- * does, then "lmtpd-lock", which an append replaces with its record:
+ * Reads a dotlock.  lmtpd writes a line with its process id, for other
+ * programs that check whether a dotlock's holder still runs, then
+ * "lmtpd-lock", which an append replaces with its record:
  *     lmtpd-append <device> <inode> <offset> <prefix length>
  * followed by the prefix.  A record cut short, by a process killed while
  * it wrote it, counts as no record: that process had not started to
