@@ -395,9 +395,9 @@ write_message(struct mbox_append *a, const struct stat *st,
 
 /*
  * Appends the message with both locks held, after cutting off what an
- * interrupted delivery left.  Returns 0 once the message is fsynced.  Returns
- * -1 with the mbox cut back to its old size, or, when that cut fails,
- * with keep_dotlock set, so that the next delivery makes the cut.
+ * interrupted delivery left.  Returns 0 once the message is fsynced.
+ * Returns -1 with the mbox cut back to its old size, or, when that cut
+ * fails, with keep_dotlock set, so that the next delivery makes the cut.
  */
 static int
 append_locked(struct mbox_append *a, struct store_reply *reply)

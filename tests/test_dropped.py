@@ -2,11 +2,11 @@
 
 The client goes away part way through DATA, part way through a BDAT
 chunk, and between two chunks: it closes a unix socket, or resets a TCP
-connection on the loopback address.  Afterwards no mailbox has changed, the Maildir's tmp/ is empty, no
-dotlock is left, and the spool folder is empty, also while the message
-is still arriving.  Each case also runs with lmtpd made to believe that
-the file system lacks O_TMPFILE, so that the spool is a named temporary
-file removed at once.
+connection on the loopback address.  Afterwards no mailbox has changed,
+the Maildir's tmp/ is empty, no dotlock is left, and the spool folder
+is empty, also while the message is still arriving.  Each case also
+runs with lmtpd made to believe that the file system lacks O_TMPFILE,
+so that the spool is a named temporary file removed at once.
 """
 
 import errno
