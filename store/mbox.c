@@ -40,7 +40,7 @@ struct mbox_writer {
 struct mbox_append {
     int fd;
     const char *path;
-    dev_t dev;        /* the mbox that the locks are held on */
+    dev_t dev; /* the mbox that the locks are held on */
     ino_t ino;
     struct mbox_lock lock;
     off_t old_size;   /* the size to cut back to on failure */
@@ -244,8 +244,8 @@ open_mbox(const char *path, struct store_reply *reply)
     int fd;
 
     fd = open(path,
-              O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
-                  O_NOCTTY | O_CLOEXEC,
+              O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                  O_CLOEXEC,
               0600);
     if (fd == -1) {
         store_reply_errno(reply, errno, "open", path);
@@ -349,8 +349,8 @@ record_start(struct mbox_append *a, const struct stat *st,
 {
     if (w->flushed || w->error != 0) {
         store_reply_set(reply, STORE_LOCAL_ERROR,
-                        "mbox %s: header block of %zu bytes too long",
-                        a->path, a->header_len);
+                        "mbox %s: header block of %zu bytes too long", a->path,
+                        a->header_len);
         return -1;
     }
     return mbox_lock_record(&a->lock, st, a->old_size, w->buffer, w->len,
@@ -408,8 +408,8 @@ append_locked(struct mbox_append *a, struct store_reply *reply)
         return -1;
     a->dev = st.st_dev;
     a->ino = st.st_ino;
-    if (mbox_lock_recover(&a->lock, a->fd, a->path, &st, &a->old_size,
-                          reply) == -1) {
+    if (mbox_lock_recover(&a->lock, a->fd, a->path, &st, &a->old_size, reply) ==
+        -1) {
         a->keep_dotlock = 1;
         return -1;
     }
@@ -431,8 +431,8 @@ reopen_and_roll_back(struct mbox_append *a, struct store_reply *reply)
     size_t used;
     int result = -1;
 
-    a->fd = open(a->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-                              O_CLOEXEC);
+    a->fd =
+        open(a->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (a->fd >= 0 && fstat(a->fd, &st) == 0 && st.st_dev == a->dev &&
         st.st_ino == a->ino) {
         result = roll_back(a, reply);

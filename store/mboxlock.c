@@ -45,9 +45,9 @@ static unsigned stale_lock_time = 300;
 
 /* Kinds of dotlock content, as read_dotlock() finds them. */
 enum dotlock_content {
-    CONTENT_OTHER,  /* empty, or another program's */
-    CONTENT_LMTPD,  /* lmtpd's, without a complete record */
-    CONTENT_RECORD  /* lmtpd's, with the record of an append */
+    CONTENT_OTHER, /* empty, or another program's */
+    CONTENT_LMTPD, /* lmtpd's, without a complete record */
+    CONTENT_RECORD /* lmtpd's, with the record of an append */
 };
 
 /* State of the dotlock's path, as inspect_dotlock() finds it. */
@@ -79,8 +79,7 @@ past_deadline(const struct timespec *deadline)
 
     clock_gettime(CLOCK_MONOTONIC, &now);
     return now.tv_sec > deadline->tv_sec ||
-           (now.tv_sec == deadline->tv_sec &&
-            now.tv_nsec >= deadline->tv_nsec);
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
 /* Sleeps before the next lock attempt, or returns -1 past the deadline. */
@@ -158,8 +157,7 @@ read_dotlock(int fd, struct mbox_append_record *record)
         return CONTENT_LMTPD;
 
     start = (size_t)(line + used + 1 - buffer);
-    if (offset < 0 || prefix_len == 0 ||
-        prefix_len > MBOX_RECORD_PREFIX_MAX ||
+    if (offset < 0 || prefix_len == 0 || prefix_len > MBOX_RECORD_PREFIX_MAX ||
         (size_t)len - start != prefix_len)
         return CONTENT_LMTPD;
     record->dev = (dev_t)dev;
@@ -175,8 +173,8 @@ static int
 write_lock_tag(int fd)
 {
     char text[64];
-    int len = snprintf(text, sizeof text, "%ld\n" LOCK_TAG "\n",
-                       (long)getpid());
+    int len =
+        snprintf(text, sizeof text, "%ld\n" LOCK_TAG "\n", (long)getpid());
 
     return pwrite(fd, text, (size_t)len, 0) == len ? 0 : -1;
 }
@@ -256,8 +254,7 @@ create_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
         slash[slash == folder ? 1 : 0] = '\0';
 
     fd = open(folder, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR ||
-                     errno == EINVAL))
+    if (fd == -1 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
         return create_dotlock_excl(lk, deadline, reply);
     if (fd == -1 || try_fcntl_lock(fd) == -1 || write_lock_tag(fd) == -1) {
         store_reply_errno(reply, errno, "create dotlock", lk->path);
@@ -268,8 +265,7 @@ create_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
 
     /* linkat() with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH. */
     snprintf(fd_path, sizeof fd_path, "/proc/self/fd/%d", fd);
-    if (linkat(AT_FDCWD, fd_path, AT_FDCWD, lk->path, AT_SYMLINK_FOLLOW) ==
-        0) {
+    if (linkat(AT_FDCWD, fd_path, AT_FDCWD, lk->path, AT_SYMLINK_FOLLOW) == 0) {
         lk->fd = fd;
         return 0;
     }
@@ -313,8 +309,8 @@ remove_if_stale(struct mbox_lock *lk, struct store_reply *reply)
         store_reply_errno(reply, errno, "remove stale dotlock", lk->path);
         return DOTLOCK_ERROR;
     }
-    store_reply_notice(reply, "removed stale dotlock %s, %lld s old",
-                       lk->path, (long long)age);
+    store_reply_notice(reply, "removed stale dotlock %s, %lld s old", lk->path,
+                       (long long)age);
     return DOTLOCK_GONE;
 }
 
@@ -330,8 +326,8 @@ inspect_dotlock(struct mbox_lock *lk, struct store_reply *reply)
     struct stat st;
     int fd;
 
-    fd = open(lk->path,
-              O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    fd =
+        open(lk->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd == -1)
         return errno == ENOENT ? DOTLOCK_GONE : remove_if_stale(lk, reply);
     /*
@@ -463,8 +459,7 @@ mbox_lock(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
  */
 int
 mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
-                  const struct stat *st, off_t *size,
-                  struct store_reply *reply)
+                  const struct stat *st, off_t *size, struct store_reply *reply)
 {
     const struct mbox_append_record *r = &lk->record;
     char found[MBOX_RECORD_PREFIX_MAX];
@@ -475,9 +470,11 @@ mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
         return 0;
     if (!lk->has_record || st->st_dev != r->dev || st->st_ino != r->ino ||
         st->st_size <= r->offset) {
-        store_reply_notice(reply, "took over dotlock %s of an "
+        store_reply_notice(reply,
+                           "took over dotlock %s of an "
                            "interrupted delivery, which left nothing to cut "
-                           "in %s", lk->path, mbox_path);
+                           "in %s",
+                           lk->path, mbox_path);
         return 0;
     }
 
@@ -486,7 +483,8 @@ mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
         compared = (size_t)(st->st_size - r->offset);
     if (pread(mbox_fd, found, compared, r->offset) != (ssize_t)compared ||
         memcmp(found, r->prefix, compared) != 0) {
-        store_reply_notice(reply, "took over dotlock %s of an "
+        store_reply_notice(reply,
+                           "took over dotlock %s of an "
                            "interrupted delivery, but %s does not continue "
                            "with its message at byte %lld: nothing cut",
                            lk->path, mbox_path, (long long)r->offset);
@@ -494,11 +492,11 @@ mbox_lock_recover(struct mbox_lock *lk, int mbox_fd, const char *mbox_path,
     }
 
     if (ftruncate(mbox_fd, r->offset) == -1 || fsync(mbox_fd) == -1) {
-        store_reply_errno(reply, errno, "cut partial message from",
-                          mbox_path);
+        store_reply_errno(reply, errno, "cut partial message from", mbox_path);
         return -1;
     }
-    store_reply_notice(reply, "cut %lld bytes of a partial message that "
+    store_reply_notice(reply,
+                       "cut %lld bytes of a partial message that "
                        "an interrupted delivery left in %s",
                        (long long)(st->st_size - r->offset), mbox_path);
     *size = r->offset;
@@ -525,9 +523,9 @@ mbox_lock_record(struct mbox_lock *lk, const struct stat *st, off_t offset,
     if (prefix_len > MBOX_RECORD_PREFIX_MAX)
         prefix_len = MBOX_RECORD_PREFIX_MAX;
     head_len = snprintf(buffer, RECORD_HEAD_MAX,
-                        "%ld\n" RECORD_TAG " %ju %ju %jd %zu\n",
-                        (long)getpid(), (uintmax_t)st->st_dev,
-                        (uintmax_t)st->st_ino, (intmax_t)offset, prefix_len);
+                        "%ld\n" RECORD_TAG " %ju %ju %jd %zu\n", (long)getpid(),
+                        (uintmax_t)st->st_dev, (uintmax_t)st->st_ino,
+                        (intmax_t)offset, prefix_len);
     if (head_len < 0 || head_len >= RECORD_HEAD_MAX) {
         store_reply_errno(reply, EOVERFLOW, "write dotlock", lk->path);
         return -1;

@@ -29,7 +29,7 @@ struct mbox_append_record {
 /* The dotlock "<mbox>.lock" while this process holds it. */
 struct mbox_lock {
     char path[PATH_MAX];
-    int fd;        /* the dotlock, open and fcntl()-locked, or -1 */
+    int fd;         /* the dotlock, open and fcntl()-locked, or -1 */
     int recovered;  /* an interrupted delivery's dotlock was taken over */
     int has_record; /* with the record of an append it had begun */
     struct mbox_append_record record;

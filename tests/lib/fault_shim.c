@@ -61,8 +61,17 @@ enum call {
 };
 
 static const char *const call_names[CALL_COUNT] = {
-    "open",  "openat",    "write",  "pwrite",    "copy_file_range", "fsync",
-    "fdatasync", "rename", "link", "ftruncate", "close",
+    [CALL_OPEN] = "open",
+    [CALL_OPENAT] = "openat",
+    [CALL_WRITE] = "write",
+    [CALL_PWRITE] = "pwrite",
+    [CALL_COPY_FILE_RANGE] = "copy_file_range",
+    [CALL_FSYNC] = "fsync",
+    [CALL_FDATASYNC] = "fdatasync",
+    [CALL_RENAME] = "rename",
+    [CALL_LINK] = "link",
+    [CALL_FTRUNCATE] = "ftruncate",
+    [CALL_CLOSE] = "close",
 };
 
 /* One entry of LMTPD_FAULT_AT: call number nth of kind, or of any. */
@@ -80,8 +89,8 @@ static struct {
     int kill;
     int no_tmpfile;
     int trace_fd;
-    unsigned long total;                 /* wrapped calls so far */
-    unsigned long per_call[CALL_COUNT];  /* calls of each kind so far */
+    unsigned long total;                /* wrapped calls so far */
+    unsigned long per_call[CALL_COUNT]; /* calls of each kind so far */
 } shim = {.trace_fd = -1};
 
 static int
@@ -145,10 +154,9 @@ load_settings(void)
     }
     /* A raw system call, so that opening the trace is not traced. */
     if (trace != NULL)
-        shim.trace_fd = (int)syscall(SYS_openat, AT_FDCWD, trace,
-                                     O_WRONLY | O_CREAT | O_APPEND |
-                                         O_CLOEXEC,
-                                     0600);
+        shim.trace_fd =
+            (int)syscall(SYS_openat, AT_FDCWD, trace,
+                         O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
 /* Counts a call of kind and returns 1 when it is one to fail. */
@@ -250,8 +258,8 @@ before_call(enum call kind, unsigned long *number, const char *mode,
 
 /* Traces the result of a call that ran. */
 static void
-after_call(unsigned long number, enum call kind, long result,
-           const char *mode, const char *target, const char *second)
+after_call(unsigned long number, enum call kind, long result, const char *mode,
+           const char *target, const char *second)
 {
     char outcome[32];
 
@@ -269,8 +277,8 @@ real(const char *name)
 }
 
 static int
-shim_openat(enum call kind, const char *real_name, int dirfd,
-            const char *path, int flags, mode_t mode)
+shim_openat(enum call kind, const char *real_name, int dirfd, const char *path,
+            int flags, mode_t mode)
 {
     int (*next)(int, const char *, int, ...) = real(real_name);
     unsigned long number;
@@ -372,19 +380,19 @@ __openat_2(int dirfd, const char *path, int flags)
 }
 
 /* The wrapper of a call on one descriptor: fd names the target. */
-#define FD_CALL(kind, fd, result_type, invocation)                           \
-    do {                                                                     \
-        char target[PATH_MAX];                                               \
-        const char *mode = mode_of_fd(fd);                                   \
-        unsigned long number;                                                \
-        result_type result;                                                  \
-                                                                             \
-        describe_fd(fd, target, sizeof target);                              \
-        if (before_call(kind, &number, mode, target, NULL))                  \
-            return -1;                                                       \
-        result = invocation;                                                 \
-        after_call(number, kind, (long)result, mode, target, NULL);          \
-        return result;                                                       \
+#define FD_CALL(kind, fd, result_type, invocation)                             \
+    do {                                                                       \
+        char target[PATH_MAX];                                                 \
+        const char *mode = mode_of_fd(fd);                                     \
+        unsigned long number;                                                  \
+        result_type result;                                                    \
+                                                                               \
+        describe_fd(fd, target, sizeof target);                                \
+        if (before_call(kind, &number, mode, target, NULL))                    \
+            return -1;                                                         \
+        result = invocation;                                                   \
+        after_call(number, kind, (long)result, mode, target, NULL);            \
+        return result;                                                         \
     } while (0)
 
 ssize_t
