@@ -4,9 +4,9 @@ The mailboxes, and in a second case the spool folder, live on a tmpfs
 of a few hundred KiB mounted for the test.  A message that does not fit
 gets the reply 452 4.3.1 and leaves nothing behind: no file in tmp/ or
 new/, the mbox's old bytes, an empty spool folder.  Mounting needs
-root outside a container that forbids it; where the mount fails, the
-test says why and skips.  Each mount is removed when its test ends,
-also when the test fails.
+root outside a container that forbids it.  Where the mount fails, the
+test skips with mount's error message.  Each mount is removed when its
+test ends, also when the test fails.
 """
 
 import os

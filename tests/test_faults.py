@@ -16,9 +16,10 @@ made to fail in turn.  For each run:
   failed read of the user map 451 4.3.0 to that RCPT;
 - a failed close() of a descriptor that was only read, of the spool or
   of the dotlock changes nothing: both recipients get 250;
-- every mailbox holds exactly the messages that got 250: a Maildir has
-  nothing new in new/ or cur/ and nothing in tmp/, an mbox has the same
-  bytes as before, and no dotlock is left; the spool folder is empty.
+- every mailbox contains exactly the messages that got 250.  A Maildir
+  has nothing new in new/ or cur/ and nothing in tmp/ for a failed
+  message, an mbox has the same bytes as before, no dotlock is left,
+  and the spool folder is empty.
 
 When the process is killed at a call instead, every 250 already sent
 is kept, nothing partial is visible in new/, and after one more
