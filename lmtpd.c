@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,9 +86,37 @@ usage(FILE *out)
         "  -l, --log TARGET        auto, journal, syslog or stderr\n"
         "                          (default auto: journal under systemd,\n"
         "                          otherwise syslog facility mail)\n"
+        "  -v, --verbose           also log each command and reply, without\n"
+        "                          the message content\n"
+        "      --check-map FILE    check every record of a cdb user map,\n"
+        "                          report each bad one and exit\n"
+        "      --check-map-text FILE\n"
+        "                          the same for the text source of a map,\n"
+        "                          with line numbers; both may be given\n"
         "  -h, --help              show this help and exit\n"
         "  -V, --version           show the version and exit\n",
         DEFAULT_MAP);
+}
+
+/*
+ * Reports an invalid command line and exits with EX_USAGE.  The message
+ * goes to the log and to stderr, unless stderr is the client's socket.
+ */
+static void
+usage_error(const char *format, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+usage_error(const char *format, ...)
+{
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, format);
+    vsnprintf(text, sizeof(text), format, ap);
+    va_end(ap);
+    log_startup(LOG_ERR, "%s; see lmtpd --help", text);
+    exit(EX_USAGE);
 }
 
 static unsigned long
@@ -101,9 +130,8 @@ parse_number(const char *option, const char *text, unsigned long min,
     value = strtoul(text, &end, 10);
     if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
         value < min || value > max) {
-        fprintf(stderr, "lmtpd: invalid value \"%s\" for %s: expected a "
-                "whole number from %lu to %lu\n", text, option, min, max);
-        exit(EX_USAGE);
+        usage_error("invalid value \"%s\" for %s: expected a whole number "
+                    "from %lu to %lu", text, option, min, max);
     }
     return value;
 }
@@ -113,11 +141,9 @@ parse_default_quota(const char *text)
 {
     unsigned long long bytes;
 
-    if (users_parse_size(text, &bytes) < 0) {
-        fprintf(stderr, "lmtpd: invalid size \"%s\" for --default-quota:"
-                " expected bytes with an optional K, M or G\n", text);
-        exit(EX_USAGE);
-    }
+    if (users_parse_size(text, &bytes) < 0)
+        usage_error("invalid size \"%s\" for --default-quota: expected "
+                    "bytes with an optional K, M or G", text);
     quota_set_default(bytes);
 }
 
@@ -132,12 +158,22 @@ enum {
     OPTION_QUOTA_TEMPFAIL,
     OPTION_MAP_HOST,
     OPTION_LOCK_TIMEOUT,
-    OPTION_STALE_LOCK_TIME
+    OPTION_STALE_LOCK_TIME,
+    OPTION_CHECK_MAP,
+    OPTION_CHECK_MAP_TEXT
+};
+
+/* What the command line asks for besides the session's settings. */
+struct run_options {
+    enum log_target log_target;
+    unsigned long max_children;
+    const char *check_map;      /* --check-map FILE, or NULL */
+    const char *check_map_text; /* --check-map-text FILE, or NULL */
 };
 
 static void
 parse_options(int argc, char **argv, struct session_config *config,
-              enum log_target *log_target, unsigned long *max_children)
+              struct run_options *run)
 {
     static const struct option options[] = {
         {"map", required_argument, NULL, 'm'},
@@ -158,41 +194,40 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"map-host", required_argument, NULL, OPTION_MAP_HOST},
         {"lock-timeout", required_argument, NULL, OPTION_LOCK_TIMEOUT},
         {"stale-lock-time", required_argument, NULL, OPTION_STALE_LOCK_TIME},
+        {"check-map", required_argument, NULL, OPTION_CHECK_MAP},
+        {"check-map-text", required_argument, NULL, OPTION_CHECK_MAP_TEXT},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "m:H:s:d:t:S:c:l:hV", options,
+    /* getopt's own messages would go to stderr, the client under inetd. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:H:s:d:t:S:c:l:vhV", options,
                             NULL)) != -1) {
         switch (c) {
         case 'm':
             config->map_path = optarg;
             break;
         case 'H':
-            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n") != NULL) {
-                fprintf(stderr, "lmtpd: invalid host name \"%s\"\n", optarg);
-                exit(EX_USAGE);
-            }
+            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n") != NULL)
+                usage_error("invalid host name \"%s\" for --hostname: "
+                            "expected a name without spaces", optarg);
             config->hostname = optarg;
             break;
         case OPTION_MAP_HOST:
-            if (!users_host_name_is_valid(optarg, strlen(optarg))) {
-                fprintf(stderr, "lmtpd: invalid host name \"%s\" for "
-                        "--map-host: expected dot-separated labels of "
-                        "letters, digits and hyphens\n", optarg);
-                exit(EX_USAGE);
-            }
+            if (!users_host_name_is_valid(optarg, strlen(optarg)))
+                usage_error("invalid host name \"%s\" for --map-host: "
+                            "expected dot-separated labels of letters, "
+                            "digits and hyphens", optarg);
             config->map_host = optarg;
             break;
         case 's':
-            if (users_parse_size(optarg, &config->max_size) < 0) {
-                fprintf(stderr, "lmtpd: invalid size \"%s\" for --max-size:"
-                        " expected bytes with an optional K, M or G\n",
-                        optarg);
-                exit(EX_USAGE);
-            }
+            if (users_parse_size(optarg, &config->max_size) < 0)
+                usage_error("invalid size \"%s\" for --max-size: expected "
+                            "bytes with an optional K, M or G", optarg);
             break;
         case 'd':
             config->delimiters = optarg;
@@ -240,15 +275,25 @@ parse_options(int argc, char **argv, struct session_config *config,
                 "--stale-lock-time", optarg, 1, 604800));
             break;
         case 'c':
-            *max_children = parse_number("--max-children", optarg, 1, 100000);
+            run->max_children =
+                parse_number("--max-children", optarg, 1, 100000);
             break;
         case 'l':
-            if (log_parse_target(optarg, log_target) < 0) {
-                fprintf(stderr, "lmtpd: invalid log target \"%s\": expected"
-                        " auto, journal, syslog or stderr\n", optarg);
-                exit(EX_USAGE);
-            }
+            if (log_parse_target(optarg, &run->log_target) < 0)
+                usage_error("invalid log target \"%s\" for --log: expected"
+                            " auto, journal, syslog or stderr", optarg);
             break;
+        case 'v':
+            log_set_verbose(1);
+            break;
+        case OPTION_CHECK_MAP:
+            run->check_map = optarg;
+            break;
+        case OPTION_CHECK_MAP_TEXT:
+            run->check_map_text = optarg;
+            break;
+        case ':':
+            usage_error("option %s requires a value", argv[optind - 1]);
         case 'h':
             usage(stdout);
             exit(0);
@@ -256,15 +301,14 @@ parse_options(int argc, char **argv, struct session_config *config,
             printf("lmtpd %s\n", LMTPD_VERSION);
             exit(0);
         default:
-            usage(stderr);
-            exit(EX_USAGE);
+            /* optopt names an unknown short option; a long one is 0. */
+            if (optopt > 0 && optopt < 256)
+                usage_error("unknown option \"-%c\"", optopt);
+            usage_error("unknown option \"%s\"", argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "lmtpd: unexpected argument \"%s\"\n", argv[optind]);
-        usage(stderr);
-        exit(EX_USAGE);
-    }
+    if (optind < argc)
+        usage_error("unexpected argument \"%s\"", argv[optind]);
 }
 
 /* Describes the peer of fd for Received: "[192.0.2.1]", or "" if local. */
@@ -382,6 +426,67 @@ is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/* Checks one map for --check-map or --check-map-text; returns the exit status. */
+static int
+check_map(const char *path, int (*check)(const char *, FILE *,
+                                         struct mapcheck_result *))
+{
+    struct mapcheck_result result;
+
+    if (check(path, stdout, &result) < 0) {
+        fflush(stdout);
+        if (errno == EPROTO)
+            fprintf(stderr, "lmtpd: cannot read map %s: not a cdb file; "
+                    "build it with \"cdb -c -m %s FILE.txt\"\n", path, path);
+        else
+            fprintf(stderr, "lmtpd: cannot read map %s: %s\n", path,
+                    strerror(errno));
+        return EX_NOINPUT;
+    }
+    return result.invalid > 0 ? EX_DATAERR : 0;
+}
+
+/* Runs --check-map and --check-map-text: 0 only when every record is valid. */
+static int
+check_maps(const struct run_options *run)
+{
+    int status = 0;
+    int one;
+
+    if (run->check_map != NULL) {
+        one = check_map(run->check_map, mapcheck_cdb);
+        status = one > status ? one : status;
+    }
+    if (run->check_map_text != NULL) {
+        one = check_map(run->check_map_text, mapcheck_text);
+        status = one > status ? one : status;
+    }
+    fflush(stdout);
+    return status;
+}
+
+/*
+ * Logs what would make every session fail: a map or spool folder that
+ * cannot be used.  lmtpd still serves, answering 451 4.3.0, so that the
+ * MTA keeps the mail until the operator has fixed the setup.
+ */
+static void
+check_setup(const struct session_config *config)
+{
+    if (users_check_map(config->map_path) < 0)
+        log_startup(LOG_ERR, "cannot use user map %s: %s; build it with "
+                    "\"cdb -c -m %s FILE.txt\" or give another with --map;"
+                    " until then every recipient gets 451 4.3.0",
+                    config->map_path,
+                    errno == EPROTO ? "not a cdb file" : strerror(errno),
+                    config->map_path);
+    if (session_check_spool(config->spool_dir) < 0)
+        log_startup(LOG_ERR, "cannot create a spool file in %s: %s; create "
+                    "the folder or give a writable one with --spool-dir or "
+                    "TMPDIR; until then every message gets 451 4.3.0",
+                    config->spool_dir, strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -396,8 +501,11 @@ main(int argc, char **argv)
         .max_recipients = 1000,
         .max_line_length = 2048,
     };
-    enum log_target log_target = LOG_TARGET_AUTO;
-    unsigned long max_children = 100;
+    struct run_options run = {
+        .log_target = LOG_TARGET_AUTO,
+        .max_children = 100,
+    };
+    const char *mode;
     int fds;
 
     umask(077);
@@ -408,7 +516,9 @@ main(int argc, char **argv)
     config.spool_dir = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0'
                            ? getenv("TMPDIR")
                            : "/tmp";
-    parse_options(argc, argv, &config, &log_target, &max_children);
+    parse_options(argc, argv, &config, &run);
+    if (run.check_map != NULL || run.check_map_text != NULL)
+        return check_maps(&run);
     if (config.hostname == NULL) {
         if (gethostname(hostname, sizeof(hostname)) < 0 ||
             hostname[0] == '\0')
@@ -421,26 +531,40 @@ main(int argc, char **argv)
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))
         config.bare_lf = 1;
-    log_open(log_target, config.bare_lf);
+    log_open(run.log_target, config.bare_lf);
 
     if (fds < 0) {
-        log_error("cannot read the sockets passed by systemd: %s",
-                  strerror(-fds));
+        log_startup(LOG_ERR, "cannot read the sockets passed by systemd: %s",
+                    strerror(-fds));
         return EX_OSERR;
     }
     if (fds > 1) {
-        log_error("systemd passed %d sockets, expected one", fds);
+        log_startup(LOG_ERR, "systemd passed %d sockets, expected one: give "
+                    "the socket unit a single Listen line", fds);
         return EX_CONFIG;
     }
-    if (fds == 1) {
-        int fd = SD_LISTEN_FDS_START;
+    if (fds == 1 && sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM,
+                                 1) > 0)
+        mode = "systemd Accept=no";
+    else if (fds == 1 && sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC,
+                                      SOCK_STREAM, 0) > 0)
+        mode = "systemd Accept=yes";
+    else if (fds == 1)
+        mode = NULL;
+    else
+        mode = config.bare_lf ? "stdin" : "inetd";
+    if (mode == NULL) {
+        log_startup(LOG_ERR, "the descriptor passed by systemd is not a "
+                    "stream socket: give the socket unit a ListenStream line");
+        return EX_CONFIG;
+    }
 
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
-            return accept_loop(&config, fd, max_children);
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
-            return serve(&config, fd, fd);
-        log_error("the descriptor passed by systemd is not a stream socket");
-        return EX_CONFIG;
-    }
+    log_info("starting lmtpd %s (%s), map %s, spool folder %s",
+             LMTPD_VERSION, mode, config.map_path, config.spool_dir);
+    check_setup(&config);
+    if (strcmp(mode, "systemd Accept=no") == 0)
+        return accept_loop(&config, SD_LISTEN_FDS_START, run.max_children);
+    if (fds == 1)
+        return serve(&config, SD_LISTEN_FDS_START, SD_LISTEN_FDS_START);
     return serve(&config, STDIN_FILENO, STDOUT_FILENO);
 }

@@ -28,5 +28,6 @@ struct session_config {
 
 int session_run(const struct session_config *, int in_fd, int out_fd,
                 const char *client);
+int session_check_spool(const char *dir);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -84,6 +85,7 @@ int users_parse_size(const char *text, unsigned long long *value);
 int users_host_name_is_valid(const char *name, size_t len);
 int users_check_home(const struct mailbox *, const char *this_host,
                      struct store_reply *);
+int users_check_map(const char *map_path);
 
 /*
  * One message for one recipient.  The spool holds the message with LF
@@ -141,6 +143,15 @@ int quota_maildir_rebuild(const char *maildir,
                           const struct quota_counts *limits,
                           struct quota_counts *usage, struct store_reply *);
 int quota_maildir_record(const char *maildir, unsigned long long size);
+
+/* mapcheck.c: checks every record of a map for lmtpd --check-map. */
+struct mapcheck_result {
+    unsigned long records; /* records read */
+    unsigned long invalid; /* records with at least one problem */
+};
+
+int mapcheck_cdb(const char *path, FILE *report, struct mapcheck_result *);
+int mapcheck_text(const char *path, FILE *report, struct mapcheck_result *);
 
 /*
  * mboxlock.c: maximum wait in seconds for an mbox's locks, 30 by

@@ -649,3 +649,28 @@ users_lookup(const char *map_path, const char *address, const char *delimiters,
     close(fd);
     return result;
 }
+
+/*
+ * Opens the map as users_lookup() does, so that a map that is missing,
+ * unreadable or not a cdb file is found at start.  Returns 0, or -1
+ * with errno: EPROTO when the file is not a cdb map.
+ */
+int
+users_check_map(const char *map_path)
+{
+    struct cdb cdb;
+    int fd, saved;
+
+    fd = open(map_path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    if (cdb_init(&cdb, fd) == -1) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    cdb_free(&cdb);
+    close(fd);
+    return 0;
+}

@@ -82,7 +82,7 @@ class DroppedConnectionTest(unittest.TestCase):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             log = self.server.log_text()
-            if log.count(": disconnect, ") == log.count(": connect from "):
+            if log.count(": disconnect from ") == log.count(": connect from "):
                 return log
             time.sleep(0.02)
         self.fail("a session did not end:\n" + self.server.log_text())

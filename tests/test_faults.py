@@ -16,6 +16,9 @@ made to fail in turn.  For each run:
   failed read of the user map 451 4.3.0 to that RCPT;
 - a failed close() of a descriptor that was only read, of the spool or
   of the dotlock changes nothing: both recipients get 250;
+- a failed call of the start checks, which open the user map and
+  create a spool file before the greeting, is only logged: both
+  recipients get 250;
 - every mailbox contains exactly the messages that got 250.  A Maildir
   has nothing new in new/ or cur/ and nothing in tmp/ for a failed
   message, an mbox has the same bytes as before, no dotlock is left,
@@ -133,12 +136,24 @@ def is_quota_call(world, fault):
                                   world.maildir + "/cur")
 
 
+def first_socket_call(calls):
+    """Return the number of the first call on the client's socket, which
+    writes the greeting, or None."""
+    numbers = [c["number"] for c in calls if c["target"].startswith("socket:")]
+    return min(numbers) if numbers else None
+
+
 def classify(world, fault, calls):
-    """Return (kind, detail) for the faulted call: ("mailbox", address),
-    ("quota", address), ("spool", None), ("map", index of the RCPT),
-    ("socket", None), ("harmless", None) for a close() whose failure
-    cannot matter, or ("other", None)."""
+    """Return (kind, detail) for the faulted call.  A call of the start
+    checks before the greeting is ("startup", None).  The others are
+    ("mailbox", address), ("quota", address), ("spool", None), ("map",
+    index of the RCPT), ("socket", None), ("harmless", None) for a
+    close() whose failure cannot matter, or ("other", None)."""
     target = fault["target"]
+    greeting = first_socket_call(calls)
+    if greeting is not None and fault["number"] < greeting:
+        return "startup", None
+
     if is_quota_call(world, fault):
         return "quota", MAILDIR_USER
     if fault["function"] == "close" and (
@@ -153,7 +168,7 @@ def classify(world, fault, calls):
     if target == world.map:
         opens = [c for c in calls if c["target"] == world.map
                  and c["function"] == "open"
-                 and c["number"] <= fault["number"]]
+                 and greeting < c["number"] <= fault["number"]]
         return "map", len(opens) - 1
     if target == world.maildir or target.startswith(world.maildir + "/"):
         return "mailbox", MAILDIR_USER

@@ -104,9 +104,9 @@ class HomeHostTest(unittest.TestCase):
     def test_other_host_logged(self):
         self.session(self.server, [rcpt("bob+x@example.com")])
         log = self.server.log_text()
-        self.assertIn('to=<bob+x@example.com> reply=450 4.4.0 map key '
-                      '"bob@example.com" names host %s, not this host %s'
-                      % (STORE2, HOSTNAME), log)
+        self.assertIn('to=<bob+x@example.com> reply=450 status=4.4.0 '
+                      'detail="map key \\"bob@example.com\\" names host %s, '
+                      'not this host %s"' % (STORE2, HOSTNAME), log)
 
     def test_misrouted_not_command_errors(self):
         """Five deferred recipients stay under --max-errors 3."""

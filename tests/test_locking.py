@@ -175,9 +175,10 @@ class HeldLockTest(unittest.TestCase):
         self.assertGreaterEqual(elapsed, LOCK_TIMEOUT - 0.1)
         self.assertEqual(self.mbox_bytes(), before)
         log = self.server.log_text()
-        self.assertRegex(log, r"to=<%s> mailbox=\S+ size=\d+ reply=451 "
-                         r"4\.2\.0 mailbox busy: %s" % (re.escape(MBOX_USER),
-                                                        holder_name))
+        self.assertRegex(log, r"to=<%s> client=\S+ mailbox=\S+ size=\d+ "
+                         r"reply=451 status=4\.2\.0 delivery_ms=\d+ "
+                         r"result=\"mailbox busy\" detail=\"%s"
+                         % (re.escape(MBOX_USER), holder_name))
 
         timer = threading.Timer(0.5, release)
         timer.start()
@@ -233,9 +234,9 @@ class HeldLockTest(unittest.TestCase):
                                  MAILDIR_USER: DELIVERED})
         self.assertFalse(os.path.exists(self.dotlock))
         self.assertRegex(self.server.log_text(),
-                         r"to=<%s> mailbox=\S+ removed stale dotlock "
-                         r"%s, 1[2-9][0-9] s old" % (re.escape(MBOX_USER),
-                                                     re.escape(self.dotlock)))
+                         r"to=<%s> mailbox=\S+ notice=\"removed stale "
+                         r"dotlock %s, 1[2-9][0-9] s old\""
+                         % (re.escape(MBOX_USER), re.escape(self.dotlock)))
         tags, problems = mbox_tags(self.mbox, self.bodies)
         self.assertEqual(problems, [])
         self.assertEqual(tags[-1], "stale-lock")

@@ -324,9 +324,11 @@ class QuotaTest(unittest.TestCase):
             self.assertEqual(dialogue.line().decode(),
                              "221 2.0.0 %s closing connection" % HOSTNAME)
         path = self.server.path("small/")
-        self.assertIn("to=<small@example.com> mailbox=%s reply=%s %s: 1990 "
-                      "bytes used and 20 more exceed the quota of 2000 bytes"
-                      % (path, self.full_code, path), self.server.log_text())
+        code, status = self.full_code.split()
+        self.assertIn('to=<small@example.com> mailbox=%s reply=%s status=%s '
+                      'detail="%s: 1990 bytes used and 20 more exceed the '
+                      'quota of 2000 bytes"' % (path, code, status, path),
+                      self.server.log_text())
 
 
 class QuotaTempfailTest(QuotaTest):
