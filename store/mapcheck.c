@@ -152,9 +152,9 @@ key_problem(const char *key, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)key[i];
 
-        if (c <= 0x20 || c == 0x7f)
-            return "space or control character in key, lookups never "
-                   "match it";
+        /* The session rejects addresses with control bytes. */
+        if (c < 0x20 || c == 0x7f)
+            return "control character in key, lookups never match it";
         if (c == '@')
             at = key + i;
     }
