@@ -2,11 +2,15 @@
 
 swaks sends mail over SMTP to a Postfix instance with its own
 configuration, queue and log under tests/work/postfix/.  Postfix hands
-every message for example.com to lmtpd over LMTP on a unix socket, and
-for example.net to a second lmtpd that runs with --quota-tempfail.  The
-tests read Postfix's log and the mailboxes.  Nothing can leave the
-host: the default, relay and local transports are the error transport,
-and master.cf has no smtp client service (see tests/lib/postfix.py).
+every message for the virtual domain example.com to lmtpd over LMTP
+(virtual_transport), and local(8) hands every message for its own host
+name to lmtpd too, after alias expansion (mailbox_transport).  lmtpd
+listens on private/lmtpd in the queue folder, so both settings are the
+ones docs/recipes.md shows.  Mail for the relay domain example.net goes
+to a second lmtpd that runs with --quota-tempfail.  The tests read
+Postfix's log and the mailboxes.  Nothing can leave the host: the
+default and relay transports are the error transport, and master.cf has
+no smtp client service (see tests/lib/postfix.py).
 
 Needs root (Postfix's master and lmtpd writing the mailboxes), Postfix
 and swaks.  Without them the suite is skipped.
@@ -16,6 +20,7 @@ Run: TESTS=postfix python3 tests/run.py
 
 import mailbox
 import os
+import pwd
 import re
 import subprocess
 import unittest
@@ -38,7 +43,13 @@ USERS = {
     "dots@example.com": "dots/",
     "dots-mbox@example.com": "dots.mbox",
     "quota-sender@example.com": "quota-sender/",
+    # A local(8) recipient of the host name, and the one its alias names.
+    "carol@" + POSTFIX_HOSTNAME: "carol/",
 }
+# Recipients of the host name that are aliases, for local(8).
+ALIASES = {"postmaster": "carol"}
+# The socket in Postfix's queue folder, as the lmtp client logs it.
+RELAY = "%s[private/lmtpd]" % POSTFIX_HOSTNAME
 
 # A full mailbox behind each lmtpd: the second runs with --quota-tempfail
 # and gets the mail for example.net.
@@ -75,24 +86,37 @@ class PostfixTest(PostfixTestCase):
 
     @classmethod
     def start_servers(cls):
-        # lmtpd runs as root and writes the mailboxes.  Postfix's lmtp
-        # client runs as user postfix, so it needs the sockets and their
-        # folders opened up.
-        cls.lmtpd = LmtpdServer(INSTANCE + "/lmtpd", USERS)
-        os.chmod(cls.lmtpd.folder, 0o755)
-        os.chmod(cls.lmtpd.socket_path, 0o666)
+        # Postfix's lmtp client runs as user postfix, so the socket of
+        # the second lmtpd and its folder are opened up.
         cls.lmtpd_tempfail = LmtpdServer(INSTANCE + "/lmtpd-tempfail",
                                          TEMPFAIL_USERS,
                                          extra_args=["--quota-tempfail"])
         os.chmod(cls.lmtpd_tempfail.folder, 0o755)
         os.chmod(cls.lmtpd_tempfail.socket_path, 0o666)
 
+        aliases = ", ".join("%s=%s" % pair for pair in ALIASES.items())
         cls.configure_postfix(INSTANCE + "/postfix", "\n".join([
-            "virtual_mailbox_domains = example.com, example.net",
-            "virtual_transport = lmtp:unix:" + cls.lmtpd.socket_path,
+            "mydestination = $myhostname",
+            "virtual_mailbox_domains = example.com",
+            "virtual_transport = lmtp:unix:private/lmtpd",
+            "mailbox_transport = lmtp:unix:private/lmtpd",
+            "local_transport = local:$myhostname",
+            "alias_maps = inline:{ %s }" % aliases,
+            "relay_domains = example.net",
             "transport_maps = inline:{ example.net=lmtp:unix:%s }"
             % cls.lmtpd_tempfail.socket_path,
-            ""]))
+            ""]), services="local     unix - n n - - local\n")
+        # postfix check makes the queue's private/ folder for the socket.
+        cls.run_postfix_command(["postfix", "-c", cls.config, "check"])
+
+        # lmtpd runs as root and writes the mailboxes.  The socket is
+        # owned by postfix with mode 0600, as lmtpd.socket makes it.
+        cls.lmtpd = LmtpdServer(INSTANCE + "/lmtpd", USERS,
+                                socket_path=os.path.join(cls.queue,
+                                                         "private", "lmtpd"))
+        postfix = pwd.getpwnam("postfix")
+        os.chown(cls.lmtpd.socket_path, postfix.pw_uid, postfix.pw_gid)
+        os.chmod(cls.lmtpd.socket_path, 0o600)
         cls.start_postfix()
 
     @classmethod
@@ -143,7 +167,7 @@ class PostfixTest(PostfixTestCase):
         self.assertIn(recipient, statuses)
         status, relay, text = statuses[recipient]
         self.assertEqual(status, "sent", text)
-        self.assertIn(self.lmtpd.socket_path, relay)
+        self.assertEqual(relay, RELAY)
         self.assertRegex(text, r"^250 2\.0\.0 <%s> delivered$"
                          % re.escape(recipient))
 
@@ -204,7 +228,7 @@ class PostfixTest(PostfixTestCase):
         self.assert_sent(statuses, "multi-mbox@example.com")
         status, relay, text = statuses[UNKNOWN_RECIPIENT]
         self.assertEqual(status, "bounced", text)
-        self.assertIn(self.lmtpd.socket_path, relay)
+        self.assertEqual(relay, RELAY)
         self.assertIn("550 5.1.1 <%s>" % UNKNOWN_RECIPIENT, text)
         self.assertIn("in reply to RCPT TO command", text)
 
@@ -247,11 +271,10 @@ class PostfixTest(PostfixTestCase):
         content = bounce.as_string()
         unknown = re.escape(UNKNOWN_RECIPIENT)
         # Postfix folds this text at spaces, at places that depend on
-        # the length of the socket's path.
-        self.assertRegex(content, r"<%s>: host\s+%s\[%s\]\s+said:\s+"
-                         r"550\s+5\.1\.1\s+<%s>\s"
-                         % (unknown, re.escape(POSTFIX_HOSTNAME),
-                            re.escape(self.lmtpd.socket_path), unknown))
+        # its length.
+        self.assertRegex(content, r"<%s>: host\s+%s\s+said:\s+550\s+"
+                         r"5\.1\.1\s+<%s>\s"
+                         % (unknown, re.escape(RELAY), unknown))
         self.assertRegex(content, r"Diagnostic-Code: smtp; 550 5\.1\.1 <%s> "
                          % unknown)
         self.assertIn("Final-Recipient: rfc822; " + UNKNOWN_RECIPIENT,
@@ -321,6 +344,32 @@ class PostfixTest(PostfixTestCase):
                       b">From the start of a line\n", raw)
         self.assertTrue(raw.endswith(b"\nLast line.\n\n\n\n"), raw[-40:])
 
+    @print_log_on_failure
+    def test_local_recipients_mailbox_transport(self):
+        """local(8) takes mail for the host name, expands the alias, and
+        hands both messages to lmtpd through mailbox_transport."""
+        carol = "carol@" + POSTFIX_HOSTNAME
+        postmaster = "postmaster@" + POSTFIX_HOSTNAME
+        direct_id, direct = self.swaks(SENDER, [carol], "To carol.",
+                                       "local direct")
+        alias_id, alias = self.swaks(SENDER, [postmaster], "To postmaster.",
+                                     "local alias")
+        for queue_id in (direct_id, alias_id):
+            lines = self.wait_until_removed(queue_id)
+            statuses = self.delivery_statuses(lines)
+            self.assertEqual(list(statuses), [carol], "\n".join(lines))
+            self.assert_sent(statuses, carol)
+        alias_lines = self.log_lines([alias_id])
+        self.assertTrue(any("to=<%s>, orig_to=<%s>" % (carol, postmaster)
+                            in line for line in alias_lines),
+                        "\n".join(alias_lines))
+
+        messages = {m["Subject"]: m for m in self.maildir("carol/").values()}
+        self.assertEqual(sorted(messages), ["local alias", "local direct"])
+        self.assertEqual(messages["local direct"].get_payload(), direct)
+        self.assertEqual(messages["local alias"].get_payload(), alias)
+        for message in messages.values():
+            self.assert_lmtpd_headers(message, SENDER, carol)
 
     @print_log_on_failure
     def test_full_mailbox_bounces(self):
@@ -334,11 +383,10 @@ class PostfixTest(PostfixTestCase):
         self.assertEqual(list(statuses), [FULL_RECIPIENT])
         status, relay, text = statuses[FULL_RECIPIENT]
         self.assertEqual(status, "bounced", text)
-        self.assertIn(self.lmtpd.socket_path, relay)
-        self.assertEqual(text, "host %s[%s] said: 552 5.2.2 <%s> mailbox "
-                         "full (in reply to RCPT TO command)"
-                         % (POSTFIX_HOSTNAME, self.lmtpd.socket_path,
-                            FULL_RECIPIENT))
+        self.assertEqual(relay, RELAY)
+        self.assertEqual(text, "host %s said: 552 5.2.2 <%s> mailbox full "
+                         "(in reply to RCPT TO command)"
+                         % (RELAY, FULL_RECIPIENT))
         self.assertEqual(self.dsn(lines, FULL_RECIPIENT), "5.2.2")
         self.assertEqual(len(self.maildir("full/")), 1)
 

@@ -81,7 +81,7 @@ class LmtpdServer:
 
     def __init__(self, name, users, mode="accept", extra_args=(), tcp=None,
                  hostname=HOSTNAME, map_path=None, mail_at=None,
-                 env=None):
+                 env=None, socket_path=None):
         """users maps an address to its mailbox name under the folder:
         a name ending in "/" is a Maildir, any other an mbox file.  A
         value that contains "=" is used as the record as it is.
@@ -90,7 +90,9 @@ class LmtpdServer:
         mail_at: a folder over which this server's mail folder is
         bind-mounted in a mount namespace that lmtpd alone runs in (see
         in_mount_namespace).
-        env: variables that systemd-socket-activate sets for lmtpd."""
+        env: variables that systemd-socket-activate sets for lmtpd.
+        socket_path: where the unix socket goes, by default lmtp.sock in
+        the folder."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
@@ -103,7 +105,8 @@ class LmtpdServer:
             else:
                 records.append("%s mailbox=%s" % (address, self.path(box)))
         self.map = map_path or build_map(self.folder, records)
-        self.socket_path = os.path.join(self.folder, "lmtp.sock")
+        self.socket_path = socket_path or os.path.join(self.folder,
+                                                       "lmtp.sock")
         self.tcp = tcp
         self.log_path = os.path.join(self.folder, "lmtpd.log")
         listen = self.socket_path if tcp is None else tcp

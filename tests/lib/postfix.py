@@ -205,9 +205,12 @@ class PostfixTestCase(unittest.TestCase):
     postfix = None
 
     @classmethod
-    def configure_postfix(cls, name, settings):
+    def configure_postfix(cls, name, settings, services=""):
         """Write the configuration of an instance in tests/work/NAME
-        whose main.cf ends with the `settings` lines."""
+        whose main.cf ends with the `settings` lines and whose master.cf
+        ends with the `services` lines.  A setting replaces the line of
+        MAIN_CF that sets the same parameter, so each parameter is set
+        once."""
         cls.folder = fresh_instance_folder(name)
         cls.config = os.path.join(cls.folder, "etc")
         os.makedirs(cls.config)
@@ -218,14 +221,19 @@ class PostfixTestCase(unittest.TestCase):
         os.makedirs(cls.queue, mode=0o755)
 
         cls.port = free_port()
+        replaced = {line.split("=")[0].strip()
+                    for line in settings.splitlines()
+                    if "=" in line and not line.startswith("#")}
+        main_cf = "".join(line for line in MAIN_CF.splitlines(True)
+                          if line.split("=")[0].strip() not in replaced)
         with open(os.path.join(cls.config, "main.cf"), "w") as f:
-            f.write(MAIN_CF.format(queue=cls.queue,
+            f.write(main_cf.format(queue=cls.queue,
                                    data=os.path.join(cls.folder, "data"),
                                    log=cls.maillog, folder=cls.folder,
                                    hostname=POSTFIX_HOSTNAME,
                                    settings=settings))
         with open(os.path.join(cls.config, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(port=cls.port))
+            f.write(MASTER_CF.format(port=cls.port) + services)
 
     @classmethod
     def start_postfix(cls, hosts_file=None):
@@ -352,7 +360,8 @@ class PostfixTestCase(unittest.TestCase):
         statuses = {}
         for line in lines:
             match = re.search(r" postfix/lmtp\[[0-9]+\]: [0-9A-Za-z]+: "
-                              r"to=<([^>]*)>, relay=([^,]*), .*"
+                              r"to=<([^>]*)>, (?:orig_to=<[^>]*>, )?"
+                              r"relay=([^,]*), .*"
                               r"status=([a-z]+) \((.*)\)$", line)
             if match is not None:
                 statuses[match.group(1)] = match.group(3, 2, 4)
