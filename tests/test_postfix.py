@@ -25,7 +25,7 @@ import re
 import subprocess
 import unittest
 
-from harness import WORK, LmtpdServer
+from harness import WORK, LmtpdServer, read_recipe
 from postfix import (POSTFIX_HOSTNAME, PostfixTestCase, missing_requirement,
                      print_log_on_failure)
 
@@ -343,6 +343,17 @@ class PostfixTest(PostfixTestCase):
         self.assertIn(b"\n.A line that starts with a dot\n..Two dots\n.\n"
                       b">From the start of a line\n", raw)
         self.assertTrue(raw.endswith(b"\nLast line.\n\n\n\n"), raw[-40:])
+
+    def test_recipe_lines_in_main_cf(self):
+        """main.cf has every line of the Postfix recipe in the docs."""
+        with open(os.path.join(self.config, "main.cf"),
+                  encoding="utf-8") as f:
+            main_cf = f.read().splitlines()
+        recipe = [line for line in read_recipe("postfix").splitlines()
+                  if not line.startswith("#")]
+        self.assertEqual(len(recipe), 3, recipe)
+        for line in recipe:
+            self.assertIn(line, main_cf)
 
     @print_log_on_failure
     def test_local_recipients_mailbox_transport(self):

@@ -7,6 +7,7 @@ or on a loopback TCP port.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,18 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 LMTPD = os.path.join(TOP, "lmtpd")
 WORK = os.path.join(TOP, "tests", "work")
 HOSTNAME = "mx.test.example"
+
+
+def read_recipe(name):
+    """Return the code block that follows "<!-- recipe: NAME -->" in
+    docs/recipes.md, so that a test runs the recipe the docs show."""
+    with open(os.path.join(TOP, "docs", "recipes.md"), encoding="utf-8") as f:
+        text = f.read()
+    match = re.search(r"^<!-- recipe: %s -->\n```[a-z]*\n(.*?)^```$"
+                      % re.escape(name), text, re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise AssertionError("no recipe %r in docs/recipes.md" % name)
+    return match.group(1)
 
 
 def make_folder(name):
