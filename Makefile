@@ -26,8 +26,10 @@ HEADERS = $(wildcard session/*.h store/*.h)
 MAN_PAGES = man/lmtpd.8 man/lmtpd-transport.8 man/lmtpd.users.5
 UNITS = lmtpd.socket lmtpd@.service lmtpd-acceptor.socket \
 	lmtpd-acceptor.service lmtpd-backend.socket lmtpd-backend@.service
-# Installed into DOCDIR: the example map and the inetd and xinetd lines.
-EXAMPLES = docs/users.txt.example units/lmtpd.xinetd units/inetd.conf
+# Installed into DOCDIR: the recipes, the example map, and the lines for
+# xinetd and inetd.
+EXAMPLES = docs/recipes.md docs/users.txt.example units/lmtpd.xinetd \
+	units/inetd.conf
 
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/check_*.c))
 

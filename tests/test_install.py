@@ -22,7 +22,8 @@ MAN_PAGES = [("man5", "lmtpd.users.5"), ("man8", "lmtpd.8"),
 UNITS = ["lmtpd.socket", "lmtpd@.service", "lmtpd-acceptor.socket",
          "lmtpd-acceptor.service", "lmtpd-backend.socket",
          "lmtpd-backend@.service"]
-EXAMPLES = ["users.txt.example", "lmtpd.xinetd", "inetd.conf"]
+EXAMPLES = ["recipes.md", "users.txt.example", "lmtpd.xinetd",
+            "inetd.conf"]
 
 
 def makefile_version():

@@ -100,6 +100,7 @@ class PostfixTest(PostfixTestCase):
             "virtual_mailbox_domains = example.com",
             "virtual_transport = lmtp:unix:private/lmtpd",
             "mailbox_transport = lmtp:unix:private/lmtpd",
+            "lmtp_assume_final = yes",
             "local_transport = local:$myhostname",
             "alias_maps = inline:{ %s }" % aliases,
             "relay_domains = example.net",
@@ -351,7 +352,7 @@ class PostfixTest(PostfixTestCase):
             main_cf = f.read().splitlines()
         recipe = [line for line in read_recipe("postfix").splitlines()
                   if not line.startswith("#")]
-        self.assertEqual(len(recipe), 3, recipe)
+        self.assertEqual(len(recipe), 4, recipe)
         for line in recipe:
             self.assertIn(line, main_cf)
 
