@@ -163,7 +163,7 @@ enum {
     OPTION_CHECK_MAP_TEXT
 };
 
-/* What the command line asks for besides the session's settings. */
+/* Settings from the command line other than the session's. */
 struct run_options {
     enum log_target log_target;
     unsigned long max_children;
@@ -426,7 +426,9 @@ is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-/* Checks one map for --check-map or --check-map-text; returns the exit status. */
+/* Checks one map for --check-map or --check-map-text.  Returns the exit
+ * status: 0, EX_DATAERR for an invalid record, EX_NOINPUT when the file
+ * cannot be read. */
 static int
 check_map(const char *path, int (*check)(const char *, FILE *,
                                          struct mapcheck_result *))
@@ -446,7 +448,7 @@ check_map(const char *path, int (*check)(const char *, FILE *,
     return result.invalid > 0 ? EX_DATAERR : 0;
 }
 
-/* Runs --check-map and --check-map-text: 0 only when every record is valid. */
+/* Runs --check-map and --check-map-text, returning the worse status. */
 static int
 check_maps(const struct run_options *run)
 {
@@ -467,8 +469,8 @@ check_maps(const struct run_options *run)
 
 /*
  * Logs what would make every session fail: a map or spool folder that
- * cannot be used.  lmtpd still serves, answering 451 4.3.0, so that the
- * MTA keeps the mail until the operator has fixed the setup.
+ * cannot be used.  lmtpd still serves the connection and replies 451
+ * 4.3.0, so that the MTA keeps the mail until the setup is fixed.
  */
 static void
 check_setup(const struct session_config *config)
@@ -485,6 +487,38 @@ check_setup(const struct session_config *config)
                     "the folder or give a writable one with --spool-dir or "
                     "TMPDIR; until then every message gets 451 4.3.0",
                     config->spool_dir, strerror(errno));
+}
+
+/* How the connection was handed over, see find_mode(). */
+enum mode {
+    MODE_INVALID,
+    MODE_ACCEPT_YES, /* systemd passed a connected socket */
+    MODE_ACCEPT_NO,  /* systemd passed a listening socket */
+    MODE_INETD,      /* the connection is stdin and stdout */
+    MODE_STDIN       /* stdin is a pipe or terminal */
+};
+
+static const char *const mode_names[] = {
+    [MODE_INVALID] = "invalid",
+    [MODE_ACCEPT_YES] = "systemd Accept=yes",
+    [MODE_ACCEPT_NO] = "systemd Accept=no",
+    [MODE_INETD] = "inetd",
+    [MODE_STDIN] = "stdin",
+};
+
+/* Finds the mode from the number of sockets that systemd passed. */
+static enum mode
+find_mode(int fds, int bare_lf)
+{
+    if (fds == 0)
+        return bare_lf ? MODE_STDIN : MODE_INETD;
+    if (fds != 1)
+        return MODE_INVALID;
+    if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        return MODE_ACCEPT_NO;
+    if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 0) > 0)
+        return MODE_ACCEPT_YES;
+    return MODE_INVALID;
 }
 
 int
@@ -505,7 +539,7 @@ main(int argc, char **argv)
         .log_target = LOG_TARGET_AUTO,
         .max_children = 100,
     };
-    const char *mode;
+    enum mode mode;
     int fds;
 
     umask(077);
@@ -543,28 +577,20 @@ main(int argc, char **argv)
                     "the socket unit a single Listen line", fds);
         return EX_CONFIG;
     }
-    if (fds == 1 && sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM,
-                                 1) > 0)
-        mode = "systemd Accept=no";
-    else if (fds == 1 && sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC,
-                                      SOCK_STREAM, 0) > 0)
-        mode = "systemd Accept=yes";
-    else if (fds == 1)
-        mode = NULL;
-    else
-        mode = config.bare_lf ? "stdin" : "inetd";
-    if (mode == NULL) {
+    mode = find_mode(fds, config.bare_lf);
+    if (mode == MODE_INVALID) {
         log_startup(LOG_ERR, "the descriptor passed by systemd is not a "
                     "stream socket: give the socket unit a ListenStream line");
         return EX_CONFIG;
     }
 
     log_info("starting lmtpd %s (%s), map %s, spool folder %s",
-             LMTPD_VERSION, mode, config.map_path, config.spool_dir);
+             LMTPD_VERSION, mode_names[mode], config.map_path,
+             config.spool_dir);
     check_setup(&config);
-    if (strcmp(mode, "systemd Accept=no") == 0)
+    if (mode == MODE_ACCEPT_NO)
         return accept_loop(&config, SD_LISTEN_FDS_START, run.max_children);
-    if (fds == 1)
+    if (mode == MODE_ACCEPT_YES)
         return serve(&config, SD_LISTEN_FDS_START, SD_LISTEN_FDS_START);
     return serve(&config, STDIN_FILENO, STDOUT_FILENO);
 }

@@ -191,8 +191,9 @@ log_delivery(const struct log_delivery *d)
 
 /*
  * Reports a problem found while starting: on stderr, unless stderr is a
- * socket (inetd's client), and in the log.  Before log_open() the log is
- * the journal under systemd and syslog otherwise.
+ * socket (inetd's client, or systemd's journal stream, which the log
+ * reaches anyway), and in the log.  Before log_open() the log is the
+ * journal under systemd and syslog otherwise.
  */
 void
 log_startup(int priority, const char *format, ...)

@@ -40,8 +40,8 @@ struct session {
     int chunk_failed;     /* a chunk was rejected: only RSET or MAIL */
     struct store_reply chunk_failure; /* why, repeated at BDAT LAST */
     unsigned int errors;  /* 4xx and 5xx replies to commands */
-    unsigned long delivered; /* recipients answered 250 after the data */
-    unsigned long failed;    /* recipients answered 4xx or 5xx then */
+    unsigned long delivered; /* recipient results with 250 */
+    unsigned long failed;    /* recipient results with 4xx or 5xx */
     struct lineio io;
     char *line;           /* config->max_line_length + 2 bytes */
 };

@@ -316,8 +316,10 @@ mapcheck_cdb(const char *path, FILE *out, struct mapcheck_result *result)
         check_record(check, ++number, key, cdb_keylen(&cdb), value,
                      cdb_datalen(&cdb));
     }
-    saved = found < 0 ? (errno != 0 ? errno : EPROTO) : 0;
-    if (found == 0)
+    saved = 0;
+    if (found < 0)
+        saved = errno != 0 ? errno : EPROTO;
+    else
         report_summary(check);
     cdb_free(&cdb);
     close(fd);

@@ -1,12 +1,12 @@
 """lmtpd started by xinetd and by openbsd-inetd, from the recipes.
 
-Each test takes the recipe as the repository ships it (units/lmtpd.xinetd
-and units/inetd.conf, which docs/recipes.md shows), changes only the
+Each test takes the recipe as the repository ships it, units/lmtpd.xinetd
+or units/inetd.conf, which docs/recipes.md shows.  It changes only the
 port, the binary and the map to the test's own, and runs the real
 server in the foreground on a loopback port.  The server runs in a
 private mount namespace in which the user vmail exists and /dev/log is
-the test's syslog socket, so lmtpd's log lines, which go to syslog
-because stderr is the client's socket, can be read.
+the test's syslog socket.  lmtpd logs to syslog there, because stderr
+is the client's socket, and the test reads those lines.
 
 xinetd is installed by tests/lib/install-deps.  openbsd-inetd conflicts
 with xinetd, so tests/lib/fetch-debs unpacks it under tests/work/debs.

@@ -2,9 +2,10 @@
 the structured journal entries.
 
 The journal test starts a private systemd-journald in a private mount
-namespace (its own /run, its journal files under tests/work) and runs
-lmtpd there with JOURNAL_STREAM set, as systemd would; the syslog tests
-give lmtpd a private /dev/log.  Both need root and skip without it.
+namespace, with its own /run and its journal files under tests/work.
+It runs lmtpd there with JOURNAL_STREAM set, as systemd would.  The
+syslog tests give lmtpd a private /dev/log.  Both need root and skip
+without it.
 
 Run: TESTS=logging python3 tests/run.py
 """
@@ -157,7 +158,7 @@ class VerboseTest(unittest.TestCase):
 
 class StartupErrorTest(unittest.TestCase):
     """A missing map or spool folder is reported at start, and the
-    session still answers, with 451 4.3.0."""
+    session still runs, replying 451 4.3.0."""
 
     def test_missing_map_and_spool(self):
         folder = make_folder("logging-startup")

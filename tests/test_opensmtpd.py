@@ -3,9 +3,9 @@
 Debian's opensmtpd conflicts with Postfix, so tests/lib/fetch-debs
 unpacks it under tests/work/debs instead of installing it.  smtpd looks
 for its helper programs (mail.lmtp), spool, chroot folder, control
-socket and users at fixed paths, so it runs in a private mount
-namespace in which tmpfs mounts hide those paths and the test's own
-files take their place; nothing outside changes.  smtpd listens on a
+socket and users at fixed paths.  So it runs in a private mount
+namespace, where tmpfs mounts hide those paths and the test's own files
+take their place, and nothing outside changes.  smtpd listens on a
 loopback port, swaks sends over SMTP, and the test reads smtpd's log
 and the mailboxes.
 

@@ -4,10 +4,10 @@ Exim, OpenSMTPD and openbsd-inetd are unpacked from their Debian packages
 under tests/work/ instead of being installed, but they look for their
 users, helper programs and spool folders at fixed paths.  PrivateMounts
 builds an `unshare --mount` command that puts the test's own files at
-those paths for that one process tree: tmpfs mounts, bind mounts, copies
-of /etc/passwd and /etc/group with the extra users, and a /dev/log that
-is the test's own syslog socket.  Nothing outside the namespace changes.
-Needs root.
+those paths for that one process tree.  It can mount a tmpfs, bind a
+file or folder, add users to copies of /etc/passwd and /etc/group, and
+make /dev/log the test's own syslog socket.  Nothing outside the
+namespace changes.  Needs root.
 """
 
 import os
