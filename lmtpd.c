@@ -489,7 +489,7 @@ check_setup(const struct session_config *config)
                     config->spool_dir, strerror(errno));
 }
 
-/* How the connection was handed over, see find_mode(). */
+/* The way the connection was handed over, found by find_mode(). */
 enum mode {
     MODE_INVALID,
     MODE_ACCEPT_YES, /* systemd passed a connected socket */
