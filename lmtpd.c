@@ -430,12 +430,13 @@ is_socket(int fd)
  * status: 0, EX_DATAERR for an invalid record, EX_NOINPUT when the file
  * cannot be read. */
 static int
-check_map(const char *path, int (*check)(const char *, FILE *,
-                                         struct mapcheck_result *))
+check_map(const char *path, const char *this_host,
+          int (*check)(const char *, const char *, FILE *,
+                       struct mapcheck_result *))
 {
     struct mapcheck_result result;
 
-    if (check(path, stdout, &result) < 0) {
+    if (check(path, this_host, stdout, &result) < 0) {
         fflush(stdout);
         if (errno == EPROTO)
             fprintf(stderr, "lmtpd: cannot read map %s: not a cdb file; "
@@ -448,19 +449,22 @@ check_map(const char *path, int (*check)(const char *, FILE *,
     return result.invalid > 0 ? EX_DATAERR : 0;
 }
 
-/* Runs --check-map and --check-map-text, returning the worse status. */
+/*
+ * Runs --check-map and --check-map-text, returning the worse status.
+ * this_host is the --map-host name, for the records with host= fields.
+ */
 static int
-check_maps(const struct run_options *run)
+check_maps(const struct run_options *run, const char *this_host)
 {
     int status = 0;
     int one;
 
     if (run->check_map != NULL) {
-        one = check_map(run->check_map, mapcheck_cdb);
+        one = check_map(run->check_map, this_host, mapcheck_cdb);
         status = one > status ? one : status;
     }
     if (run->check_map_text != NULL) {
-        one = check_map(run->check_map_text, mapcheck_text);
+        one = check_map(run->check_map_text, this_host, mapcheck_text);
         status = one > status ? one : status;
     }
     fflush(stdout);
@@ -551,8 +555,6 @@ main(int argc, char **argv)
                            ? getenv("TMPDIR")
                            : "/tmp";
     parse_options(argc, argv, &config, &run);
-    if (run.check_map != NULL || run.check_map_text != NULL)
-        return check_maps(&run);
     if (config.hostname == NULL) {
         if (gethostname(hostname, sizeof(hostname)) < 0 ||
             hostname[0] == '\0')
@@ -561,6 +563,8 @@ main(int argc, char **argv)
     }
     if (config.map_host == NULL)
         config.map_host = config.hostname;
+    if (run.check_map != NULL || run.check_map_text != NULL)
+        return check_maps(&run, config.map_host);
     fds = sd_listen_fds(1);
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))

@@ -30,6 +30,7 @@ struct seen_key {
 
 struct map_check {
     const char *path;
+    const char *this_host; /* --map-host name, or NULL */
     FILE *report;
     int is_text;
     struct seen_key *seen[SEEN_BUCKETS];
@@ -203,6 +204,20 @@ check_parent(struct map_check *check, unsigned long line, const char *key,
     return 0;
 }
 
+/*
+ * Returns whether the mailbox's host= field names a host other than
+ * this_host, so that this host need not have the mailbox's folder.
+ */
+static int
+is_on_other_host(const struct map_check *check, const struct mailbox *mb)
+{
+    struct store_reply reply;
+
+    if (check->this_host == NULL)
+        return 0;
+    return users_check_home(mb, check->this_host, &reply) < 0;
+}
+
 /* Checks one record.  Returns 0 when valid, -1 after reporting it. */
 static int
 check_record(struct map_check *check, unsigned long line, const char *key,
@@ -232,7 +247,8 @@ check_record(struct map_check *check, unsigned long line, const char *key,
     if (users_parse_record(value, value_len, &mb, error, sizeof(error)) < 0) {
         report(check, line, key, key_len, "%s", error);
         valid = 0;
-    } else if (check_parent(check, line, key, key_len, &mb) < 0) {
+    } else if (!is_on_other_host(check, &mb) &&
+               check_parent(check, line, key, key_len, &mb) < 0) {
         valid = 0;
     }
     if (!valid)
@@ -254,7 +270,7 @@ report_summary(const struct map_check *check)
 }
 
 static struct map_check *
-start_check(const char *path, FILE *out, int is_text,
+start_check(const char *path, const char *this_host, FILE *out, int is_text,
             struct mapcheck_result *result)
 {
     struct map_check *check = calloc(1, sizeof(*check));
@@ -262,6 +278,7 @@ start_check(const char *path, FILE *out, int is_text,
     if (check == NULL)
         return NULL;
     check->path = path;
+    check->this_host = this_host;
     check->report = out;
     check->is_text = is_text;
     check->result = result;
@@ -284,7 +301,8 @@ end_check(struct map_check *check)
  * with errno when it cannot be read: EPROTO when it is not a cdb file.
  */
 int
-mapcheck_cdb(const char *path, FILE *out, struct mapcheck_result *result)
+mapcheck_cdb(const char *path, const char *this_host, FILE *out,
+             struct mapcheck_result *result)
 {
     struct map_check *check;
     unsigned position;
@@ -295,7 +313,7 @@ mapcheck_cdb(const char *path, FILE *out, struct mapcheck_result *result)
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    check = start_check(path, out, 0, result);
+    check = start_check(path, this_host, out, 0, result);
     if (check == NULL || cdb_init(&cdb, fd) < 0) {
         saved = errno;
         free(check);
@@ -364,7 +382,8 @@ split_line(char *line, size_t len, const char **key, size_t *key_len,
  * mapcheck_cdb() does.
  */
 int
-mapcheck_text(const char *path, FILE *out, struct mapcheck_result *result)
+mapcheck_text(const char *path, const char *this_host, FILE *out,
+              struct mapcheck_result *result)
 {
     struct map_check *check;
     unsigned long number = 0;
@@ -377,7 +396,7 @@ mapcheck_text(const char *path, FILE *out, struct mapcheck_result *result)
     in = fopen(path, "re");
     if (in == NULL)
         return -1;
-    check = start_check(path, out, 1, result);
+    check = start_check(path, this_host, out, 1, result);
     if (check == NULL) {
         fclose(in);
         errno = ENOMEM;

@@ -144,14 +144,21 @@ int quota_maildir_rebuild(const char *maildir,
                           struct quota_counts *usage, struct store_reply *);
 int quota_maildir_record(const char *maildir, unsigned long long size);
 
-/* mapcheck.c: checks every record of a map for lmtpd --check-map. */
+/*
+ * mapcheck.c: checks every record of a map for lmtpd --check-map.
+ * this_host is the --map-host name.  The folders of mailboxes whose host=
+ * field names another host are not looked for, and with NULL every
+ * folder is.
+ */
 struct mapcheck_result {
     unsigned long records; /* records read */
     unsigned long invalid; /* records with at least one problem */
 };
 
-int mapcheck_cdb(const char *path, FILE *report, struct mapcheck_result *);
-int mapcheck_text(const char *path, FILE *report, struct mapcheck_result *);
+int mapcheck_cdb(const char *path, const char *this_host, FILE *report,
+                 struct mapcheck_result *);
+int mapcheck_text(const char *path, const char *this_host, FILE *report,
+                  struct mapcheck_result *);
 
 /*
  * mboxlock.c: maximum wait in seconds for an mbox's locks, 30 by

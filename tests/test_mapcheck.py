@@ -24,6 +24,12 @@ BAD = [
     "dave@example.com mailbox={folder}/missing/dave/",
     "alice@example.com mailbox={mail}/alice2/",
 ]
+# A map shared by two stores, checked on store1.
+SHARED = [
+    "alice@example.com mailbox={mail}/alice/ host=store1.example.com",
+    "bob@example.com mailbox={folder}/store2/bob/ host=store2.example.com",
+    "carol@example.com mailbox={folder}/store1/carol/ host=store1.example.com",
+]
 
 
 def run_lmtpd(*args):
@@ -88,6 +94,30 @@ class CheckMapTest(unittest.TestCase):
             + "duplicate of record 1, lookups use the first record only",
             "%s: 5 records, 4 invalid" % cdb,
         ])
+
+    def test_other_hosts_folders_skipped(self):
+        """The folder of a mailbox on another host is not looked for.
+        --map-host names this host and defaults to --hostname."""
+        text, cdb = self.make_map("shared", SHARED)
+        carol = ('%s:3: key "carol@example.com": mailbox %s/store1/carol/: '
+                 'parent folder %s/store1 does not exist'
+                 % (text, self.folder, self.folder))
+        for args in (["--map-host", "store1.example.com"],
+                     ["--hostname", "Store1.Example.com"]):
+            with self.subTest(args=args):
+                result = run_lmtpd("--check-map-text", text, *args)
+                self.assertEqual(result.returncode, 65, result.stderr)
+                self.assertEqual(result.stdout.splitlines(), [
+                    carol, "%s: 3 records, 1 invalid" % text])
+
+        result = run_lmtpd("--check-map", cdb, "--map-host",
+                           "store2.example.com")
+        self.assertEqual(result.returncode, 65, result.stderr)
+        bob = ('%s: key "bob@example.com": mailbox %s/store2/bob/: parent '
+               'folder %s/store2 does not exist'
+               % (cdb, self.folder, self.folder))
+        self.assertEqual(result.stdout.splitlines(), [
+            bob, "%s: 3 records, 1 invalid" % cdb])
 
     def test_unreadable_maps(self):
         text, cdb = self.make_map("unreadable", GOOD)

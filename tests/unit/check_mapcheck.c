@@ -90,8 +90,10 @@ compile_map(void)
  * by "@D@".  The caller frees it.
  */
 static char *
-run_check(int (*check)(const char *, FILE *, struct mapcheck_result *),
-          const char *path, struct mapcheck_result *result, int *status)
+run_check(int (*check)(const char *, const char *, FILE *,
+                       struct mapcheck_result *),
+          const char *path, const char *this_host,
+          struct mapcheck_result *result, int *status)
 {
     char *report = NULL;
     size_t size = 0;
@@ -100,7 +102,7 @@ run_check(int (*check)(const char *, FILE *, struct mapcheck_result *),
     size_t used = 0;
 
     ck_assert_ptr_nonnull(out);
-    *status = check(path, out, result);
+    *status = check(path, this_host, out, result);
     ck_assert_int_eq(fclose(out), 0);
 
     clean = malloc(size + 1);
@@ -138,7 +140,7 @@ START_TEST(text_good_map)
     char *report;
 
     write_map(good_map);
-    report = run_check(mapcheck_text, text_path, &result, &status);
+    report = run_check(mapcheck_text, text_path, NULL, &result, &status);
     ck_assert_int_eq(status, 0);
     ck_assert_uint_eq(result.records, 4);
     ck_assert_uint_eq(result.invalid, 0);
@@ -155,7 +157,7 @@ START_TEST(cdb_good_map)
 
     write_map(good_map);
     compile_map();
-    report = run_check(mapcheck_cdb, cdb_path, &result, &status);
+    report = run_check(mapcheck_cdb, cdb_path, NULL, &result, &status);
     ck_assert_int_eq(status, 0);
     ck_assert_uint_eq(result.records, 4);
     ck_assert_uint_eq(result.invalid, 0);
@@ -209,7 +211,7 @@ START_TEST(text_bad_records)
     char *report;
 
     write_map(bad_map);
-    report = run_check(mapcheck_text, text_path, &result, &status);
+    report = run_check(mapcheck_text, text_path, NULL, &result, &status);
     ck_assert_int_eq(status, 0);
     ck_assert_uint_eq(result.records, 12);
     ck_assert_uint_eq(result.invalid, 11);
@@ -251,11 +253,95 @@ START_TEST(cdb_bad_records)
 
     write_map(bad_map);
     compile_map();
-    report = run_check(mapcheck_cdb, cdb_path, &result, &status);
+    report = run_check(mapcheck_cdb, cdb_path, NULL, &result, &status);
     ck_assert_int_eq(status, 0);
     ck_assert_uint_eq(result.records, 12);
     ck_assert_uint_eq(result.invalid, 11);
     ck_assert_str_eq(report, bad_cdb_report);
+    free(report);
+}
+END_TEST
+
+/*
+ * A shared map checked on store1: the folders of store2's mailboxes are
+ * not looked for, those of store1's and of records without host= are.
+ */
+static const char host_map[] =
+    "here@example.com mailbox=@D@/mail/here/ host=store1.example.com\n"
+    "there@example.com mailbox=@D@/store2/there/ host=store2.example.com\n"
+    "case@example.com mailbox=@D@/store1/case/ host=Store1.Example.COM\n"
+    "anywhere@example.com mailbox=@D@/shared/anywhere/\n"
+    "bad@example.com mailbox=@D@/mail/bad/ host=store_2.example.com\n";
+
+static const char host_text_report[] =
+    "@D@/users.txt:3: key \"case@example.com\": mailbox "
+    "@D@/store1/case/: parent folder @D@/store1 does not exist\n"
+    "@D@/users.txt:4: key \"anywhere@example.com\": mailbox "
+    "@D@/shared/anywhere/: parent folder @D@/shared does not exist\n"
+    "@D@/users.txt:5: key \"bad@example.com\": field \"host\": invalid "
+    "host name \"store_2.example.com\"\n"
+    "@D@/users.txt: 5 records, 3 invalid\n";
+
+static const char host_cdb_report[] =
+    "@D@/users.cdb: key \"case@example.com\": mailbox "
+    "@D@/store1/case/: parent folder @D@/store1 does not exist\n"
+    "@D@/users.cdb: key \"anywhere@example.com\": mailbox "
+    "@D@/shared/anywhere/: parent folder @D@/shared does not exist\n"
+    "@D@/users.cdb: key \"bad@example.com\": field \"host\": invalid "
+    "host name \"store_2.example.com\"\n"
+    "@D@/users.cdb: 5 records, 3 invalid\n";
+
+START_TEST(text_host_records)
+{
+    struct mapcheck_result result;
+    int status;
+    char *report;
+
+    write_map(host_map);
+    report = run_check(mapcheck_text, text_path, "store1.example.com", &result,
+                       &status);
+    ck_assert_int_eq(status, 0);
+    ck_assert_uint_eq(result.records, 5);
+    ck_assert_uint_eq(result.invalid, 3);
+    ck_assert_str_eq(report, host_text_report);
+    free(report);
+}
+END_TEST
+
+START_TEST(cdb_host_records)
+{
+    struct mapcheck_result result;
+    int status;
+    char *report;
+
+    write_map(host_map);
+    compile_map();
+    report = run_check(mapcheck_cdb, cdb_path, "store1.example.com", &result,
+                       &status);
+    ck_assert_int_eq(status, 0);
+    ck_assert_uint_eq(result.records, 5);
+    ck_assert_uint_eq(result.invalid, 3);
+    ck_assert_str_eq(report, host_cdb_report);
+    free(report);
+}
+END_TEST
+
+/* Without a host name every mailbox folder is looked for. */
+START_TEST(text_host_records_no_host)
+{
+    struct mapcheck_result result;
+    int status;
+    char *report;
+
+    write_map(host_map);
+    report = run_check(mapcheck_text, text_path, NULL, &result, &status);
+    ck_assert_int_eq(status, 0);
+    ck_assert_uint_eq(result.records, 5);
+    ck_assert_uint_eq(result.invalid, 4);
+    ck_assert_ptr_nonnull(strstr(report, "@D@/users.txt:2: key "
+                                         "\"there@example.com\": mailbox "
+                                         "@D@/store2/there/: parent folder "
+                                         "@D@/store2 does not exist\n"));
     free(report);
 }
 END_TEST
@@ -268,13 +354,13 @@ START_TEST(missing_file)
     char path[300];
 
     snprintf(path, sizeof(path), "%s/none.cdb", dir);
-    report = run_check(mapcheck_cdb, path, &result, &status);
+    report = run_check(mapcheck_cdb, path, NULL, &result, &status);
     ck_assert_int_eq(status, -1);
     ck_assert_int_eq(errno, ENOENT);
     ck_assert_str_eq(report, "");
     free(report);
 
-    report = run_check(mapcheck_text, path, &result, &status);
+    report = run_check(mapcheck_text, path, NULL, &result, &status);
     ck_assert_int_eq(status, -1);
     ck_assert_int_eq(errno, ENOENT);
     ck_assert_str_eq(report, "");
@@ -289,7 +375,7 @@ START_TEST(text_file_as_cdb)
     char *report;
 
     write_map(good_map);
-    report = run_check(mapcheck_cdb, text_path, &result, &status);
+    report = run_check(mapcheck_cdb, text_path, NULL, &result, &status);
     ck_assert_int_eq(status, -1);
     ck_assert_int_eq(errno, EPROTO);
     ck_assert_str_eq(report, "");
@@ -308,6 +394,9 @@ mapcheck_suite(void)
     tcase_add_test(check, cdb_good_map);
     tcase_add_test(check, text_bad_records);
     tcase_add_test(check, cdb_bad_records);
+    tcase_add_test(check, text_host_records);
+    tcase_add_test(check, cdb_host_records);
+    tcase_add_test(check, text_host_records_no_host);
     tcase_add_test(check, missing_file);
     tcase_add_test(check, text_file_as_cdb);
     suite_add_tcase(suite, check);
