@@ -4,7 +4,7 @@ VERSION = 0.1
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
-SYSCONFDIR ?= /etc
+DOCDIR ?= $(PREFIX)/share/doc/lmtpd
 SYSTEMDUNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 
 CC ?= cc
@@ -18,12 +18,23 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \
 	session/path.o session/session.o session/spool.o
-STORE_OBJS = store/deliver.o store/folder.o store/maildir.o store/mbox.o \
-	store/reply.o store/users.o
+STORE_OBJS = store/deliver.o store/folder.o store/maildir.o store/mapcheck.o \
+	store/mbox.o store/mboxlock.o store/quota.o store/reply.o store/users.o
 OBJS = $(SESSION_OBJS) $(STORE_OBJS)
 HEADERS = $(wildcard session/*.h store/*.h)
 
+MAN_PAGES = man/lmtpd.8 man/lmtpd-transport.8 man/lmtpd.users.5
+UNITS = lmtpd.socket lmtpd@.service lmtpd-acceptor.socket \
+	lmtpd-acceptor.service lmtpd-backend.socket lmtpd-backend@.service
+# Installed into DOCDIR: the recipes, the example map, and the lines for
+# xinetd and inetd.
+EXAMPLES = docs/recipes.md docs/users.txt.example units/lmtpd.xinetd \
+	units/inetd.conf
+
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/check_*.c))
+
+# The LD_PRELOAD library that makes calls fail in the fault tests.
+FAULT_SHIM = tests/lib/fault_shim.so
 
 .PHONY: all check unit-check clean install uninstall deps demo lint-man \
 	bench bench-smoke bench-deps
@@ -44,13 +55,16 @@ tests/unit/check_%: tests/unit/check_%.c liblmtpd.a $(HEADERS)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< liblmtpd.a \
 		$(LIBS) $(CHECK_LIBS)
 
+$(FAULT_SHIM): tests/lib/fault_shim.c
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -ldl
+
 # The unit suites alone, without the dialogue and end-to-end tests.
 unit-check: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
 
 # Every test: unit suites, dialogues over socket activation, Postfix,
 # and the message corpus when CORPUS names a folder of .eml files.
-check: lmtpd $(UNIT_TESTS) $(BENCH_PROGRAMS)
+check: lmtpd $(UNIT_TESTS) $(FAULT_SHIM) $(BENCH_PROGRAMS)
 	python3 tests/run.py
 
 # Installs the Debian packages that building and testing need.
@@ -82,21 +96,47 @@ bench-deps:
 	@sh tests/lib/install-deps dovecot-core dovecot-lmtpd
 
 lint-man:
-	mandoc -Tlint -Wwarning man/lmtpd.8
+	mandoc -Tlint -Wwarning $(MAN_PAGES)
 
+# The units and examples name the binary as /usr/local/sbin/lmtpd; the
+# installed copies name it where SBINDIR puts it.
 install: lmtpd
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(SYSTEMDUNITDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(DOCDIR)
 	install -m 0755 lmtpd $(DESTDIR)$(SBINDIR)/lmtpd
+	install -m 0755 tools/lmtpd-transport \
+		$(DESTDIR)$(SBINDIR)/lmtpd-transport
 	install -m 0644 man/lmtpd.8 $(DESTDIR)$(MANDIR)/man8/lmtpd.8
-	install -m 0644 units/lmtpd.socket units/lmtpd@.service \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 man/lmtpd-transport.8 \
+		$(DESTDIR)$(MANDIR)/man8/lmtpd-transport.8
+	install -m 0644 man/lmtpd.users.5 $(DESTDIR)$(MANDIR)/man5/lmtpd.users.5
+	for unit in $(UNITS); do \
+		sed 's|/usr/local/sbin/lmtpd|$(SBINDIR)/lmtpd|g' units/$$unit \
+			> $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+	done
+	for example in $(EXAMPLES); do \
+		target=$(DESTDIR)$(DOCDIR)/$${example##*/}; \
+		sed 's|/usr/local/sbin/lmtpd|$(SBINDIR)/lmtpd|g' $$example \
+			> $$target || exit 1; \
+		chmod 0644 $$target || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lmtpd $(DESTDIR)$(MANDIR)/man8/lmtpd.8 \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd.socket \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service
+		$(DESTDIR)$(SBINDIR)/lmtpd-transport \
+		$(DESTDIR)$(MANDIR)/man8/lmtpd-transport.8 \
+		$(DESTDIR)$(MANDIR)/man5/lmtpd.users.5
+	for unit in $(UNITS); do \
+		rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit; \
+	done
+	for example in $(EXAMPLES); do \
+		rm -f $(DESTDIR)$(DOCDIR)/$${example##*/}; \
+	done
+	if [ -d $(DESTDIR)$(DOCDIR) ]; then rmdir $(DESTDIR)$(DOCDIR); fi
 
 clean:
-	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(BENCH_PROGRAMS)
+	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(FAULT_SHIM) \
+		$(BENCH_PROGRAMS)
 	rm -rf tests/work demo bench/work

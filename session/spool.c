@@ -37,31 +37,42 @@ spool_open(struct spool *spool, const char *dir, unsigned long long max_size)
 }
 
 /*
- * Creates the unnamed spool file in the spool folder: O_TMPFILE where
- * the file system has it, otherwise a temp file unlinked at once.
- * Nothing is left in the folder after the process ends, whatever the
- * way it ends.
+ * Creates an unnamed spool file in dir: O_TMPFILE where the file system
+ * has it, otherwise a temp file unlinked at once.  Nothing is left in
+ * dir after the process ends, whatever the way it ends.  Returns the
+ * descriptor, or -1 with errno.
  */
 static int
-create_file(struct spool *spool)
+create_file(const char *dir)
 {
     char path[4096];
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 
-    spool->fd = open(spool->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (spool->fd >= 0)
-        return 0;
+    if (fd >= 0)
+        return fd;
     if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
         return -1;
 
-    if ((size_t)snprintf(path, sizeof(path), "%s/lmtpd.XXXXXX",
-                         spool->dir) >= sizeof(path)) {
+    if ((size_t)snprintf(path, sizeof(path), "%s/lmtpd.XXXXXX", dir) >=
+        sizeof(path)) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    spool->fd = mkostemp(path, O_CLOEXEC);
-    if (spool->fd < 0)
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
+/* Creates and closes a spool file in dir.  Returns 0, or -1 with errno. */
+int
+spool_check_dir(const char *dir)
+{
+    int fd = create_file(dir);
+
+    if (fd < 0)
         return -1;
-    unlink(path);
+    close(fd);
     return 0;
 }
 
@@ -79,8 +90,11 @@ spool_flush(struct spool *spool)
 {
     size_t done = 0;
 
-    if (spool->fd < 0 && spool->write_errno == 0 && create_file(spool) < 0)
-        spool->write_errno = errno;
+    if (spool->fd < 0 && spool->write_errno == 0) {
+        spool->fd = create_file(spool->dir);
+        if (spool->fd < 0)
+            spool->write_errno = errno;
+    }
     while (done < spool->used && spool->write_errno == 0) {
         ssize_t n = write(spool->fd, spool->buffer + done, spool->used - done);
 

@@ -27,6 +27,7 @@ struct spool {
 };
 
 void spool_open(struct spool *, const char *dir, unsigned long long max_size);
+int spool_check_dir(const char *dir);
 void spool_close(struct spool *);
 void spool_save(struct spool *);
 int spool_read_data(struct spool *, struct lineio *, int bare_lf);

@@ -3,6 +3,7 @@
  * per-recipient header block (Return-Path, Delivered-To, Received) and
  * hands it with the spool to the Maildir or mbox writer.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -129,7 +130,41 @@ store_header_block(const struct delivery *d, char *buffer, size_t size)
 }
 
 /*
- * Delivers the spooled message with its header block to the mailbox.
+ * Delivers into the Maildir, or its +detail folder, and counts the
+ * message in the inbox's maildirsize, which covers the folders too.  A
+ * failed count leaves the 250 alone and is added to the log detail.
+ */
+static int
+deliver_maildir(const struct delivery *d, const struct mailbox *mb,
+                const char *header, size_t len, struct store_reply *reply)
+{
+    char folder[PATH_MAX];
+    size_t used;
+    int result;
+
+    maildir_choose_folder(mb->path, mb->detail, d->create_folders, folder,
+                          sizeof folder);
+    if (d->spool_data != NULL)
+        result = maildir_deliver_memory(folder, header, len, d->spool_data,
+                                        (size_t)d->spool_size, reply);
+    else
+        result = maildir_deliver(folder, header, len, d->spool_fd,
+                                 d->spool_size, reply);
+    if (result == -1)
+        return -1;
+    if (quota_maildir_record(mb->path,
+                             len + (unsigned long long)d->spool_size) == -1) {
+        used = strlen(reply->detail);
+        snprintf(reply->detail + used, sizeof reply->detail - used,
+                 "; maildirsize in %s removed after a failed update: %s",
+                 mb->path, strerror(errno));
+    }
+    return 0;
+}
+
+/*
+ * Delivers the spooled message with its header block to the mailbox,
+ * after checking that the header block and the message fit its quota.
  * Returns 0 with a 250 reply only when the message is on disk and
  * fsynced.  Returns -1 with the reply set after the writer has removed
  * what it wrote, with the exceptions that maildir_deliver() and
@@ -142,6 +177,7 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
     char header[HEADER_BLOCK_SIZE];
     size_t len;
 
+    reply->notice[0] = '\0';
     if (d->spool_size < 0) {
         store_reply_set(reply, STORE_LOCAL_ERROR, "invalid spool size %lld",
                         (long long)d->spool_size);
@@ -155,18 +191,11 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
         return -1;
     }
 
-    /* TODO: enforce mb->quota_bytes and mb->quota_messages. */
-    if (mb->is_maildir) {
-        char folder[PATH_MAX];
-
-        maildir_choose_folder(mb->path, mb->detail, d->create_folders,
-                              folder, sizeof folder);
-        if (d->spool_data != NULL)
-            return maildir_deliver_memory(folder, header, len, d->spool_data,
-                                          (size_t)d->spool_size, reply);
-        return maildir_deliver(folder, header, len, d->spool_fd,
-                               d->spool_size, reply);
-    }
+    /* The size as stored: ",S=" in a Maildir, before mbox framing. */
+    if (quota_check(mb, len + (unsigned long long)d->spool_size, reply) == -1)
+        return -1;
+    if (mb->is_maildir)
+        return deliver_maildir(d, mb, header, len, reply);
     if (d->spool_data != NULL) {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "mbox %s: the message is not in a spool file",

@@ -419,6 +419,7 @@ deliver_body(const char *dir, const char *header, size_t header_len,
     off_t size = (off_t)header_len + body->size;
     int fd, result = -1;
 
+    reply->notice[0] = '\0';
     if (dir_len == 0 || dir[dir_len - 1] != '/' || dir[0] != '/') {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "maildir %s: not an absolute path ending in '/'", dir);

@@ -7,6 +7,7 @@ or on a loopback TCP port.
 """
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,18 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 LMTPD = os.path.join(TOP, "lmtpd")
 WORK = os.path.join(TOP, "tests", "work")
 HOSTNAME = "mx.test.example"
+
+
+def read_recipe(name):
+    """Return the code block that follows "<!-- recipe: NAME -->" in
+    docs/recipes.md, so that a test runs the recipe the docs show."""
+    with open(os.path.join(TOP, "docs", "recipes.md"), encoding="utf-8") as f:
+        text = f.read()
+    match = re.search(r"^<!-- recipe: %s -->\n```[a-z]*\n(.*?)^```$"
+                      % re.escape(name), text, re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise AssertionError("no recipe %r in docs/recipes.md" % name)
+    return match.group(1)
 
 
 def make_folder(name):
@@ -37,14 +50,62 @@ def build_map(folder, lines):
     return cdb
 
 
+# Runs "mount --bind SOURCE TARGET" for each pair of arguments before
+# "--", then executes the command after it.
+_MOUNT_AND_EXEC = """\
+while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 1; shift 2; done
+shift
+exec "$@"
+"""
+
+
+def in_mount_namespace(mounts, command):
+    """Return `command` wrapped to run in a new private mount namespace
+    in which each (source, target) path pair is bind-mounted first, so
+    that only this command and its children see source at target.  The
+    namespace goes away with its last process.  Needs root."""
+    wrapped = ["unshare", "--mount", "--propagation", "private",
+               "sh", "-c", _MOUNT_AND_EXEC, "sh"]
+    for source, target in mounts:
+        wrapped += [source, target]
+    return wrapped + ["--"] + list(command)
+
+
+def mount_namespace_problem():
+    """Return why in_mount_namespace() cannot work here, or None."""
+    if os.geteuid() != 0:
+        return "needs root for mount namespaces"
+    folder = make_folder("mount-namespace")
+    try:
+        result = subprocess.run(in_mount_namespace([(folder, folder)],
+                                                   ["true"]),
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                timeout=20, check=False)
+    except FileNotFoundError as error:
+        return "unshare not found: %s" % error
+    if result.returncode != 0:
+        return "unshare --mount failed: " + result.stdout.strip()
+    return None
+
+
 class LmtpdServer:
     """lmtpd behind systemd-socket-activate, stopped by stop()."""
 
-    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None):
+    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None,
+                 hostname=HOSTNAME, map_path=None, mail_at=None,
+                 env=None, socket_path=None):
         """users maps an address to its mailbox name under the folder:
         a name ending in "/" is a Maildir, any other an mbox file.  A
         value that contains "=" is used as the record as it is.
-        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd"."""
+        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd".
+        map_path: an existing map to use instead of one built from users.
+        mail_at: a folder over which this server's mail folder is
+        bind-mounted in a mount namespace that lmtpd alone runs in (see
+        in_mount_namespace).
+        env: variables that systemd-socket-activate sets for lmtpd.
+        socket_path: where the unix socket goes, by default lmtp.sock in
+        the folder."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
@@ -56,8 +117,9 @@ class LmtpdServer:
                 records.append("%s %s" % (address, box))
             else:
                 records.append("%s mailbox=%s" % (address, self.path(box)))
-        self.map = build_map(self.folder, records)
-        self.socket_path = os.path.join(self.folder, "lmtp.sock")
+        self.map = map_path or build_map(self.folder, records)
+        self.socket_path = socket_path or os.path.join(self.folder,
+                                                       "lmtp.sock")
         self.tcp = tcp
         self.log_path = os.path.join(self.folder, "lmtpd.log")
         listen = self.socket_path if tcp is None else tcp
@@ -66,9 +128,13 @@ class LmtpdServer:
             command.append("--accept")
         elif mode == "inetd":
             command += ["--accept", "--inetd"]
-        command += [LMTPD, "--map", self.map, "--hostname", HOSTNAME,
+        for variable, value in (env or {}).items():
+            command += ["-E", "%s=%s" % (variable, value)]
+        command += [LMTPD, "--map", self.map, "--hostname", hostname,
                     "--spool-dir", self.spool, "--log", "stderr"]
         command += list(extra_args)
+        if mail_at is not None:
+            command = in_mount_namespace([(self.mail, mail_at)], command)
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                         stdout=self.log, stderr=self.log)
