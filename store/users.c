@@ -629,28 +629,28 @@ same_file(const struct stat *a, const struct stat *b)
 
 /*
  * Returns the map at map_path, kept from the last lookup when the file
- * is unchanged, else opened now.  Returns NULL with the reply set when
- * the map cannot be read.
+ * is unchanged, else opened now.  Returns NULL with errno when the map
+ * cannot be read: EPROTO when the file is not a cdb map.
  */
 static struct cdb *
-get_map(const char *map_path, struct store_reply *reply)
+get_map(const char *map_path)
 {
     struct stat st;
-    int fd;
+    int fd, saved;
 
-    if (stat(map_path, &st) == 0 && open_map.fd >= 0 &&
-        strcmp(open_map.path, map_path) == 0 && same_file(&st, &open_map.st))
+    if (open_map.fd >= 0 && strcmp(open_map.path, map_path) == 0 &&
+        stat(map_path, &st) == 0 && same_file(&st, &open_map.st))
         return &open_map.cdb;
     close_map();
 
     /* fstat() describes the file opened, even if the path changed since. */
     fd = open(map_path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1 || fstat(fd, &open_map.st) == -1 ||
-        cdb_init(&open_map.cdb, fd) == -1) {
-        store_reply_set(reply, STORE_MAP_ERROR, "map %s: %s", map_path,
-                        strerror(errno));
-        if (fd != -1)
-            close(fd);
+    if (fd == -1)
+        return NULL;
+    if (fstat(fd, &open_map.st) == -1 || cdb_init(&open_map.cdb, fd) == -1) {
+        saved = errno;
+        close(fd);
+        errno = saved;
         return NULL;
     }
     open_map.fd = fd;
@@ -688,9 +688,12 @@ users_lookup(const char *map_path, const char *address, const char *delimiters,
         return -1;
     }
 
-    cdb = get_map(map_path, reply);
-    if (cdb == NULL)
+    cdb = get_map(map_path);
+    if (cdb == NULL) {
+        store_reply_set(reply, STORE_MAP_ERROR, "map %s: %s", map_path,
+                        strerror(errno));
         return -1;
+    }
 
     hit = find_candidate(cdb, map_path, list, list_candidates(&parts, list),
                          reply);
@@ -704,25 +707,12 @@ users_lookup(const char *map_path, const char *address, const char *delimiters,
 
 /*
  * Opens the map as users_lookup() does, so that a map that is missing,
- * unreadable or not a cdb file is found at start.  Returns 0, or -1
- * with errno: EPROTO when the file is not a cdb map.
+ * unreadable or not a cdb file is found at start.  The map stays open
+ * for the first lookup.  Returns 0, or -1 with errno: EPROTO when the
+ * file is not a cdb map.
  */
 int
 users_check_map(const char *map_path)
 {
-    struct cdb cdb;
-    int fd, saved;
-
-    fd = open(map_path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1)
-        return -1;
-    if (cdb_init(&cdb, fd) == -1) {
-        saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    cdb_free(&cdb);
-    close(fd);
-    return 0;
+    return get_map(map_path) != NULL ? 0 : -1;
 }
