@@ -481,7 +481,7 @@ class PostfixTest(unittest.TestCase):
         self.assertRegex(bounce["From"], r"MAILER-DAEMON@")
         content = bounce.as_string()
         unknown = re.escape(UNKNOWN_RECIPIENT)
-        self.assertRegex(content, r"<%s>: host\s+%s\[%s\] said:\s+"
+        self.assertRegex(content, r"<%s>: host\s+%s\[%s\]\s+said:\s+"
                          r"550 5\.1\.1 <%s> "
                          % (unknown, re.escape(POSTFIX_HOSTNAME),
                             re.escape(self.lmtpd.socket_path), unknown))
