@@ -19,7 +19,7 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \
 	session/path.o session/session.o session/spool.o
 STORE_OBJS = store/deliver.o store/folder.o store/maildir.o store/mbox.o \
-	store/reply.o store/users.o
+	store/privilege.o store/reply.o store/users.o
 OBJS = $(SESSION_OBJS) $(STORE_OBJS)
 HEADERS = $(wildcard session/*.h store/*.h)
 

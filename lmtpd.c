@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,10 @@ usage(FILE *out)
         "                          (default $TMPDIR or /tmp)\n"
         "  -c, --max-children N    connections served at once when systemd\n"
         "                          passes a listening socket (default 100)\n"
+        "  -u, --user NAME         started as root, switch to this user and\n"
+        "                          its groups at start and deliver as it\n"
+        "                          (default: as root, deliver each message\n"
+        "                          as the uid= and gid= of its map record)\n"
         "  -l, --log TARGET        auto, journal, syslog or stderr\n"
         "                          (default auto: journal under systemd,\n"
         "                          otherwise syslog facility mail)\n"
@@ -100,9 +105,16 @@ enum {
     OPTION_CREATE_FOLDERS
 };
 
+/* Settings of main() that the session does not need. */
+struct process_options {
+    enum log_target log_target;
+    unsigned long max_children;
+    const char *user; /* --user, or NULL */
+};
+
 static void
 parse_options(int argc, char **argv, struct session_config *config,
-              enum log_target *log_target, unsigned long *max_children)
+              struct process_options *process)
 {
     static const struct option options[] = {
         {"map", required_argument, NULL, 'm'},
@@ -113,6 +125,7 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"spool-dir", required_argument, NULL, 'S'},
         {"max-children", required_argument, NULL, 'c'},
         {"log", required_argument, NULL, 'l'},
+        {"user", required_argument, NULL, 'u'},
         {"session-timeout", required_argument, NULL, OPTION_SESSION_TIMEOUT},
         {"max-line-length", required_argument, NULL, OPTION_MAX_LINE},
         {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
@@ -124,7 +137,7 @@ parse_options(int argc, char **argv, struct session_config *config,
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "m:H:s:d:t:S:c:l:hV", options,
+    while ((c = getopt_long(argc, argv, "m:H:s:d:t:S:c:l:u:hV", options,
                             NULL)) != -1) {
         switch (c) {
         case 'm':
@@ -177,14 +190,18 @@ parse_options(int argc, char **argv, struct session_config *config,
                 "--max-errors", optarg, 0, 1000000);
             break;
         case 'c':
-            *max_children = parse_number("--max-children", optarg, 1, 100000);
+            process->max_children =
+                parse_number("--max-children", optarg, 1, 100000);
             break;
         case 'l':
-            if (log_parse_target(optarg, log_target) < 0) {
+            if (log_parse_target(optarg, &process->log_target) < 0) {
                 fprintf(stderr, "lmtpd: invalid log target \"%s\": expected"
                         " auto, journal, syslog or stderr\n", optarg);
                 exit(EX_USAGE);
             }
+            break;
+        case 'u':
+            process->user = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -311,6 +328,42 @@ accept_loop(const struct session_config *config, int listen_fd,
     return 0;
 }
 
+/*
+ * Switches the whole process to the user named by --user and its groups,
+ * for inetd and other setups that start lmtpd as root.  Already running
+ * as that user is fine; any other user cannot switch.
+ */
+static int
+switch_user(const char *name)
+{
+    struct passwd *pw;
+    char error[256];
+
+    errno = 0;
+    pw = getpwnam(name);
+    if (pw == NULL) {
+        log_error("--user %s: %s", name,
+                  errno != 0 ? strerror(errno) : "no such user");
+        return -1;
+    }
+    if (geteuid() == pw->pw_uid && pw->pw_uid != 0)
+        return 0;
+    if (geteuid() != 0) {
+        log_error("--user %s: lmtpd runs as uid %lu, and only root can "
+                  "switch users: start it as root or as %s", name,
+                  (unsigned long)geteuid(), name);
+        return -1;
+    }
+    if (privilege_drop(pw->pw_uid, pw->pw_gid, pw->pw_name, error,
+                       sizeof error) == -1) {
+        log_error("--user %s: %s", name, error);
+        return -1;
+    }
+    log_info("running as user %s (uid %lu, gid %lu)", name,
+             (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid);
+    return 0;
+}
+
 static int
 is_socket(int fd)
 {
@@ -333,19 +386,23 @@ main(int argc, char **argv)
         .max_recipients = 1000,
         .max_line_length = 2048,
     };
-    enum log_target log_target = LOG_TARGET_AUTO;
-    unsigned long max_children = 100;
+    struct process_options process = {
+        .log_target = LOG_TARGET_AUTO,
+        .max_children = 100,
+    };
     int fds;
 
     umask(077);
     signal(SIGPIPE, SIG_IGN);
+    /* The delivery children of privilege.c are waited for by pid. */
+    signal(SIGCHLD, SIG_DFL);
     /* A file size limit must fail the write with EFBIG, so that the
      * mbox writer can cut its partial message off, not kill us. */
     signal(SIGXFSZ, SIG_IGN);
     config.spool_dir = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0'
                            ? getenv("TMPDIR")
                            : "/tmp";
-    parse_options(argc, argv, &config, &log_target, &max_children);
+    parse_options(argc, argv, &config, &process);
     if (config.hostname == NULL) {
         if (gethostname(hostname, sizeof(hostname)) < 0 ||
             hostname[0] == '\0')
@@ -356,7 +413,9 @@ main(int argc, char **argv)
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))
         config.bare_lf = 1;
-    log_open(log_target, config.bare_lf);
+    log_open(process.log_target, config.bare_lf);
+    if (process.user != NULL && switch_user(process.user) == -1)
+        return EX_NOUSER;
 
     if (fds < 0) {
         log_error("cannot read the sockets passed by systemd: %s",
@@ -371,7 +430,7 @@ main(int argc, char **argv)
         int fd = SD_LISTEN_FDS_START;
 
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
-            return accept_loop(&config, fd, max_children);
+            return accept_loop(&config, fd, process.max_children);
         if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
             return serve(&config, fd, fd);
         log_error("the descriptor passed by systemd is not a stream socket");

@@ -3,6 +3,7 @@
  * per-recipient header block (Return-Path, Delivered-To, Received) and
  * hands it with the spool to the Maildir or mbox writer.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -128,32 +129,21 @@ store_header_block(const struct delivery *d, char *buffer, size_t size)
     return out.len;
 }
 
-/*
- * Delivers the spooled message with its header block to the mailbox.
- * Returns 0 with a 250 reply only when the message is on disk and
- * fsynced.  Returns -1 with the reply set after the writer has removed
- * what it wrote, with the exceptions that maildir_deliver() and
- * mbox_deliver() document.
- */
-int
-store_deliver(const struct delivery *d, const struct mailbox *mb,
-              struct store_reply *reply)
-{
-    char header[HEADER_BLOCK_SIZE];
-    size_t len;
+/* What the task that writes one mailbox needs, see privilege_run(). */
+struct mailbox_write {
+    const struct delivery *delivery;
+    const struct mailbox *mailbox;
+    const char *header;
+    size_t header_len;
+};
 
-    if (d->spool_size < 0) {
-        store_reply_set(reply, STORE_LOCAL_ERROR, "invalid spool size %lld",
-                        (long long)d->spool_size);
-        return -1;
-    }
-    len = store_header_block(d, header, sizeof header);
-    if (len == 0) {
-        store_reply_set(reply, STORE_LOCAL_ERROR,
-                        "header block for %s does not fit in %zu bytes",
-                        mb->path, sizeof header);
-        return -1;
-    }
+/* Writes the header block and the spool into the Maildir or the mbox. */
+static int
+write_mailbox(void *arg, struct store_reply *reply)
+{
+    const struct mailbox_write *job = arg;
+    const struct delivery *d = job->delivery;
+    const struct mailbox *mb = job->mailbox;
 
     /* TODO: enforce mb->quota_bytes and mb->quota_messages. */
     if (mb->is_maildir) {
@@ -161,9 +151,38 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
 
         maildir_choose_folder(mb->path, mb->detail, d->create_folders,
                               folder, sizeof folder);
-        return maildir_deliver(folder, header, len, d->spool_fd,
-                               d->spool_size, reply);
+        return maildir_deliver(folder, job->header, job->header_len,
+                               d->spool_fd, d->spool_size, reply);
     }
-    return mbox_deliver(mb->path, d->reverse_path, d->arrival, header, len,
-                        d->spool_fd, d->spool_size, reply);
+    return mbox_deliver(mb->path, d->reverse_path, d->arrival, job->header,
+                        job->header_len, d->spool_fd, d->spool_size, reply);
+}
+
+/*
+ * Delivers the spooled message with its header block to the mailbox, as
+ * the user that privilege_run() chooses.  Returns 0 with a 250 reply
+ * only when the message is on disk and fsynced.  Returns -1 with the
+ * reply set after the writer has removed what it wrote, with the
+ * exceptions that maildir_deliver() and mbox_deliver() document.
+ */
+int
+store_deliver(const struct delivery *d, const struct mailbox *mb,
+              struct store_reply *reply)
+{
+    char header[HEADER_BLOCK_SIZE];
+    struct mailbox_write job = {d, mb, header, 0};
+
+    if (d->spool_size < 0) {
+        store_reply_set(reply, STORE_LOCAL_ERROR, "invalid spool size %lld",
+                        (long long)d->spool_size);
+        return -1;
+    }
+    job.header_len = store_header_block(d, header, sizeof header);
+    if (job.header_len == 0) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "header block for %s does not fit in %zu bytes",
+                        mb->path, sizeof header);
+        return -1;
+    }
+    return privilege_run(mb, write_mailbox, &job, reply);
 }

@@ -97,6 +97,16 @@ int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);
 
+/*
+ * privilege.c: the identity a delivery runs as.  A task writes into one
+ * mailbox and returns 0 with a 250 reply, or -1 with the reply set.
+ */
+typedef int (*privilege_task)(void *arg, struct store_reply *);
+int privilege_drop(uid_t uid, gid_t gid, const char *name, char *error,
+                   size_t size);
+int privilege_run(const struct mailbox *, privilege_task, void *arg,
+                  struct store_reply *);
+
 /* mbox.c: maximum wait in seconds for an mbox's locks, 30 by default. */
 void mbox_set_lock_timeout(unsigned seconds);
 

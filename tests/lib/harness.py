@@ -4,9 +4,15 @@ Each LmtpdServer gets its own folder under tests/work/: a text user map
 compiled with the real `cdb -c -m`, mailboxes, a spool folder and the
 server's log.  The server listens only on a unix socket in that folder,
 or on a loopback TCP port.
+
+Run as root, the tests deliver as the unprivileged system user
+lmtpd-test, which the harness creates when it is missing: either every
+record names its uid= and gid= and root lmtpd forks a child per
+delivery, or --user switches the whole process to it.
 """
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -16,6 +22,35 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 LMTPD = os.path.join(TOP, "lmtpd")
 WORK = os.path.join(TOP, "tests", "work")
 HOSTNAME = "mx.test.example"
+TEST_USER = "lmtpd-test"
+
+
+def delivery_user():
+    """Return (uid, gid) of the user that deliveries run as: lmtpd-test,
+    created on first use, when the tests run as root; else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group",
+                        "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", TEST_USER],
+                       check=True)
+        entry = pwd.getpwnam(TEST_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def give_to_delivery_user(path):
+    """Make path and everything under it owned by the delivery user, so
+    that lmtpd can write there after it has dropped root."""
+    ids = delivery_user()
+    if ids is None:
+        return
+    os.chown(path, *ids)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), *ids)
 
 
 def make_folder(name):
@@ -40,23 +75,37 @@ def build_map(folder, lines):
 class LmtpdServer:
     """lmtpd behind systemd-socket-activate, stopped by stop()."""
 
-    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None):
+    def __init__(self, name, users, mode="accept", extra_args=(), tcp=None,
+                 identity="records", command_prefix=None):
         """users maps an address to its mailbox name under the folder:
         a name ending in "/" is a Maildir, any other an mbox file.  A
         value that contains "=" is used as the record as it is.
-        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd"."""
+        mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd".
+        identity, when the tests run as root: "records" adds the test
+        user's uid= and gid= to each generated record, "user" passes
+        --user instead.  command_prefix (a list, or LMTPD_PREFIX from
+        the environment, split at spaces) runs lmtpd under a tool such
+        as valgrind."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
         os.makedirs(self.mail)
         os.makedirs(self.spool)
+        ids = delivery_user()
+        owner = ""
+        if ids is not None and identity == "records":
+            owner = " uid=%d gid=%d" % ids
         records = []
         for address, box in users.items():
             if "=" in box:
                 records.append("%s %s" % (address, box))
             else:
-                records.append("%s mailbox=%s" % (address, self.path(box)))
+                records.append("%s mailbox=%s%s"
+                               % (address, self.path(box), owner))
         self.map = build_map(self.folder, records)
+        give_to_delivery_user(self.mail)
+        if identity == "user":
+            give_to_delivery_user(self.spool)
         self.socket_path = os.path.join(self.folder, "lmtp.sock")
         self.tcp = tcp
         self.log_path = os.path.join(self.folder, "lmtpd.log")
@@ -66,8 +115,13 @@ class LmtpdServer:
             command.append("--accept")
         elif mode == "inetd":
             command += ["--accept", "--inetd"]
+        if command_prefix is None:
+            command_prefix = os.environ.get("LMTPD_PREFIX", "").split()
+        command += list(command_prefix)
         command += [LMTPD, "--map", self.map, "--hostname", HOSTNAME,
                     "--spool-dir", self.spool, "--log", "stderr"]
+        if ids is not None and identity == "user":
+            command += ["--user", TEST_USER]
         command += list(extra_args)
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
@@ -76,6 +130,12 @@ class LmtpdServer:
 
     def path(self, box):
         return os.path.join(self.mail, box)
+
+    def reset_mail(self):
+        """Empty the mail folder, owned by the delivery user."""
+        shutil.rmtree(self.mail)
+        os.makedirs(self.mail)
+        give_to_delivery_user(self.mail)
 
     def _wait_ready(self):
         deadline = time.monotonic() + 10

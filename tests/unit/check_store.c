@@ -22,6 +22,9 @@
 
 #define BASE_TEMPLATE "/tmp/check_store.XXXXXX"
 
+/* Run as root, deliveries go to this uid and gid, those of "nobody". */
+#define TEST_ID 65534
+
 /* store_reply_set */
 
 struct failure_case {
@@ -266,6 +269,22 @@ make_base(void)
     set_zone("UTC0");
 }
 
+/*
+ * Gives the mailbox an owner to deliver as when the tests run as root,
+ * who delivers only for records with uid= and gid=, and hands the test
+ * folder to that owner.
+ */
+static void
+set_owner(struct mailbox *mb)
+{
+    if (geteuid() != 0)
+        return;
+    mb->has_uid = mb->has_gid = 1;
+    mb->uid = TEST_ID;
+    mb->gid = TEST_ID;
+    ck_assert_int_eq(chown(base, TEST_ID, TEST_ID), 0);
+}
+
 static int
 remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -329,12 +348,14 @@ START_TEST(deliver_to_maildir)
     struct store_reply reply;
     struct dirent *entry;
     char path[PATH_MAX + 512];
+    struct stat st;
     char *data;
     DIR *dir;
 
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/Maildir/", base);
     mb.is_maildir = 1;
+    set_owner(&mb);
     d.spool_fd = make_spool(deliver_body);
     d.spool_size = (off_t)strlen(deliver_body);
 
@@ -351,6 +372,11 @@ START_TEST(deliver_to_maildir)
     ck_assert_ptr_nonnull(entry);
     snprintf(path, sizeof path, "%snew/%s", mb.path, entry->d_name);
     closedir(dir);
+
+    /* As root, the file belongs to the record's owner, not to root. */
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_uid, geteuid() == 0 ? TEST_ID : geteuid());
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
 
     /* Maildir stores the body as it is, with no "From " quoting. */
     data = read_file(path);
@@ -374,6 +400,7 @@ START_TEST(deliver_to_mbox)
 
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/bob", base);
+    set_owner(&mb);
     d.spool_fd = make_spool(deliver_body);
     d.spool_size = (off_t)strlen(deliver_body);
 
@@ -404,6 +431,7 @@ START_TEST(deliver_header_too_long)
     d = make_delivery("a@example.org", "b@example.com", lhlo, "");
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/bob", base);
+    set_owner(&mb);
     d.spool_fd = make_spool("x\n");
     d.spool_size = 2;
 
@@ -425,6 +453,7 @@ START_TEST(deliver_failure_reply)
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/missing/Maildir/", base);
     mb.is_maildir = 1;
+    set_owner(&mb);
     d.spool_fd = make_spool("x\n");
     d.spool_size = 2;
 
