@@ -23,37 +23,65 @@
 /* Counter that keeps names of one process unique within a microsecond. */
 static unsigned long delivery_count;
 
-/* Opens the directory and fsyncs it, to make a new entry in it durable. */
-static int
-sync_dir(const char *path, struct store_reply *reply)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* The open folders of one Maildir, so that no path is resolved twice. */
+struct maildir {
+    const char *path; /* as given, ending in '/', for messages */
+    int dir_fd;
+    int tmp_fd;
+    int new_fd;
+};
 
-    if (fd == -1) {
-        store_reply_errno(reply, errno, "open", path);
-        return -1;
-    }
+/* Fsyncs a directory, to make a new entry in it durable. */
+static int
+sync_fd(int fd, const char *path, struct store_reply *reply)
+{
     if (fsync(fd) == -1) {
         store_reply_errno(reply, errno, "fsync", path);
-        close(fd);
         return -1;
     }
-    close(fd);
     return 0;
 }
 
-/* Creates path with mode 0700, setting *created to 1 if it was missing. */
+/*
+ * Opens the directory name under at_fd without following a symbolic
+ * link in its last component, so that a link planted in place of the
+ * Maildir, tmp/ or new/ cannot send the message elsewhere.  shown is
+ * the path for the reply.
+ */
 static int
-make_dir(const char *path, int *created, struct store_reply *reply)
+open_dir(int at_fd, const char *name, const char *shown,
+         struct store_reply *reply)
+{
+    struct stat st;
+    int fd, err;
+
+    fd = openat(at_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    err = errno;
+    if (fstatat(at_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode)) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "%s: symbolic link, not followed", shown);
+        return -1;
+    }
+    store_reply_errno(reply, err, "open", shown);
+    return -1;
+}
+
+/* Creates name under at_fd with mode 0700; *created is 1 if it was new. */
+static int
+make_dir(int at_fd, const char *name, const char *shown, int *created,
+         struct store_reply *reply)
 {
     *created = 0;
-    if (mkdir(path, 0700) == 0) {
+    if (mkdirat(at_fd, name, 0700) == 0) {
         *created = 1;
         return 0;
     }
     if (errno == EEXIST)
         return 0;
-    store_reply_errno(reply, errno, "mkdir", path);
+    store_reply_errno(reply, errno, "mkdir", shown);
     return -1;
 }
 
@@ -72,39 +100,83 @@ join_path(char *path, size_t size, const char *dir, const char *name,
 }
 
 /*
- * Creates dir and its tmp/, new/ and cur/ where missing.  The parent of
- * dir must exist.  Each directory created is made durable by an fsync of
- * the directory that contains it.
+ * Creates the Maildir folder itself where missing, and opens it.  Its
+ * parent must exist, and an fsync of the parent makes a new folder
+ * durable.  The trailing '/' is cut first, because with it open() would
+ * follow a symbolic link even with O_NOFOLLOW.
  */
 static int
-make_dirs(const char *dir, struct store_reply *reply)
+open_top(struct maildir *md, struct store_reply *reply)
+{
+    char top[PATH_MAX];
+    char *slash;
+    int created, parent_fd;
+
+    if (join_path(top, sizeof top, md->path, "", reply) == -1)
+        return -1;
+    top[strlen(top) - 1] = '\0';
+    if (make_dir(AT_FDCWD, top, md->path, &created, reply) == -1)
+        return -1;
+    md->dir_fd = open_dir(AT_FDCWD, top, md->path, reply);
+    if (md->dir_fd == -1 || !created)
+        return md->dir_fd == -1 ? -1 : 0;
+
+    slash = strrchr(top, '/');
+    slash[slash == top ? 1 : 0] = '\0';
+    parent_fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parent_fd == -1) {
+        store_reply_errno(reply, errno, "open", top);
+        return -1;
+    }
+    created = sync_fd(parent_fd, top, reply);
+    close(parent_fd);
+    return created;
+}
+
+/*
+ * Opens the Maildir md->path and its tmp/ and new/, creating them and
+ * cur/ with mode 0700 where missing.  Each directory created is made
+ * durable by an fsync of the directory that contains it.  On failure
+ * the descriptors already open stay in md for close_maildir().
+ */
+static int
+open_maildir(struct maildir *md, struct store_reply *reply)
 {
     static const char *const subdirs[] = {"tmp", "new", "cur"};
-    char path[PATH_MAX];
+    char shown[PATH_MAX];
     int created, any_created = 0;
-    char *slash;
     size_t i;
 
-    if (make_dir(dir, &created, reply) == -1)
+    if (open_top(md, reply) == -1)
         return -1;
-    if (created) {
-        /* dir ends in '/': cut that, then cut the last component. */
-        snprintf(path, sizeof path, "%s", dir);
-        path[strlen(path) - 1] = '\0';
-        slash = strrchr(path, '/');
-        if (slash != NULL)
-            slash[slash == path ? 1 : 0] = '\0';
-        if (sync_dir(path, reply) == -1)
-            return -1;
-    }
-
     for (i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-        if (join_path(path, sizeof path, dir, subdirs[i], reply) == -1 ||
-            make_dir(path, &created, reply) == -1)
+        if (join_path(shown, sizeof shown, md->path, subdirs[i], reply) == -1 ||
+            make_dir(md->dir_fd, subdirs[i], shown, &created, reply) == -1)
             return -1;
         any_created |= created;
     }
-    return any_created ? sync_dir(dir, reply) : 0;
+    if (any_created && sync_fd(md->dir_fd, md->path, reply) == -1)
+        return -1;
+
+    if (join_path(shown, sizeof shown, md->path, "tmp", reply) == -1)
+        return -1;
+    md->tmp_fd = open_dir(md->dir_fd, "tmp", shown, reply);
+    if (md->tmp_fd == -1 ||
+        join_path(shown, sizeof shown, md->path, "new", reply) == -1)
+        return -1;
+    md->new_fd = open_dir(md->dir_fd, "new", shown, reply);
+    return md->new_fd == -1 ? -1 : 0;
+}
+
+static void
+close_maildir(struct maildir *md)
+{
+    if (md->new_fd >= 0)
+        close(md->new_fd);
+    if (md->tmp_fd >= 0)
+        close(md->tmp_fd);
+    if (md->dir_fd >= 0)
+        close(md->dir_fd);
 }
 
 /*
@@ -229,27 +301,28 @@ copy_spool(int fd, const char *path, int spool_fd, off_t spool_size,
 /*
  * Creates tmp/NAME with O_EXCL, so an existing file is never reused, and
  * O_NOFOLLOW, so a planted symbolic link is never followed.  Returns the
- * descriptor with the path in tmp_path, or -1 with the reply set.
+ * descriptor with NAME in name and its path in tmp_path, or -1 with the
+ * reply set.
  */
 static int
-create_tmp(const char *dir, char *tmp_path, size_t size,
-           struct store_reply *reply)
+create_tmp(const struct maildir *md, char *name, size_t name_size,
+           char *tmp_path, size_t size, struct store_reply *reply)
 {
-    char name[NAME_MAX + 1];
-    char relative[sizeof name + 4];
+    char relative[NAME_MAX + 5];
     int attempt, fd;
 
     for (attempt = 0; attempt < NAME_ATTEMPTS; attempt++) {
-        if (make_unique_name(name, sizeof name) == -1) {
-            store_reply_errno(reply, ENAMETOOLONG, "name in", dir);
+        if (make_unique_name(name, name_size) == -1) {
+            store_reply_errno(reply, ENAMETOOLONG, "name in", md->path);
             return -1;
         }
         snprintf(relative, sizeof relative, "tmp/%s", name);
-        if (join_path(tmp_path, size, dir, relative, reply) == -1)
+        if (join_path(tmp_path, size, md->path, relative, reply) == -1)
             return -1;
 
-        fd = open(tmp_path,
-                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd = openat(md->tmp_fd, name,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
         if (fd >= 0)
             return fd;
         if (errno != EEXIST)
@@ -293,37 +366,37 @@ fail:
  * stat() call.  On failure nothing of the message is in new/.
  */
 static int
-link_into_new(const char *dir, const char *tmp_path, off_t size,
+link_into_new(const struct maildir *md, const char *tmp_name, off_t size,
               struct store_reply *reply)
 {
     char name[NAME_MAX + 1];
-    char relative[sizeof name + 32];
-    char new_dir[PATH_MAX];
+    char new_name[NAME_MAX + 32];
     char new_path[PATH_MAX];
     int attempt;
 
-    if (join_path(new_dir, sizeof new_dir, dir, "new", reply) == -1)
-        return -1;
-    snprintf(name, sizeof name, "%s", strrchr(tmp_path, '/') + 1);
+    snprintf(name, sizeof name, "%s", tmp_name);
     for (attempt = 1;; attempt++) {
-        snprintf(relative, sizeof relative, "new/%s,S=%lld", name,
+        snprintf(new_name, sizeof new_name, "%s,S=%lld", name,
                  (long long)size);
-        if (join_path(new_path, sizeof new_path, dir, relative, reply) == -1)
+        if ((size_t)snprintf(new_path, sizeof new_path, "%snew/%s", md->path,
+                             new_name) >= sizeof new_path) {
+            store_reply_errno(reply, ENAMETOOLONG, "path", md->path);
             return -1;
-        if (link(tmp_path, new_path) == 0)
+        }
+        if (linkat(md->tmp_fd, tmp_name, md->new_fd, new_name, 0) == 0)
             break;
         if (errno != EEXIST || attempt == NAME_ATTEMPTS) {
             store_reply_errno(reply, errno, "link", new_path);
             return -1;
         }
         if (make_unique_name(name, sizeof name) == -1) {
-            store_reply_errno(reply, ENAMETOOLONG, "name in", dir);
+            store_reply_errno(reply, ENAMETOOLONG, "name in", md->path);
             return -1;
         }
     }
 
-    if (sync_dir(new_dir, reply) == -1) {
-        unlink(new_path);
+    if (sync_fd(md->new_fd, new_path, reply) == -1) {
+        unlinkat(md->new_fd, new_name, 0);
         return -1;
     }
     store_reply_set(reply, STORE_OK, "%s", new_path);
@@ -333,39 +406,46 @@ link_into_new(const char *dir, const char *tmp_path, off_t size,
 /*
  * Delivers the header block and the spool into the Maildir dir, which
  * ends in '/'.  Creates dir, tmp/, new/ and cur/ with mode 0700 where
- * missing.  Returns 0 with a 250 reply once the message is durable in
- * new/.  Returns -1 with the reply set and nothing of the message in
+ * missing, and follows no symbolic link at dir, tmp/, new/ or the
+ * message file.  Returns 0 with a 250 reply once the message is durable
+ * in new/.  Returns -1 with the reply set and nothing of the message in
  * new/, nor in tmp/ unless unlink() failed there.
  */
 int
 maildir_deliver(const char *dir, const char *header, size_t header_len,
                 int spool_fd, off_t spool_size, struct store_reply *reply)
 {
+    struct maildir md = {dir, -1, -1, -1};
+    char tmp_name[NAME_MAX + 1];
     char tmp_path[PATH_MAX];
     size_t dir_len = strlen(dir);
     off_t size = (off_t)header_len + spool_size;
     int fd, result = -1;
 
-    if (dir_len == 0 || dir[dir_len - 1] != '/' || dir[0] != '/') {
+    if (dir_len < 2 || dir[dir_len - 1] != '/' || dir[0] != '/') {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "maildir %s: not an absolute path ending in '/'", dir);
         return -1;
     }
-    if (make_dirs(dir, reply) == -1)
-        return -1;
-    fd = create_tmp(dir, tmp_path, sizeof tmp_path, reply);
+    if (open_maildir(&md, reply) == -1)
+        goto done;
+    fd = create_tmp(&md, tmp_name, sizeof tmp_name, tmp_path, sizeof tmp_path,
+                    reply);
     if (fd == -1)
-        return -1;
+        goto done;
 
     if (write_message(fd, tmp_path, header, header_len, spool_fd, spool_size,
                       reply) == 0)
-        result = link_into_new(dir, tmp_path, size, reply);
+        result = link_into_new(&md, tmp_name, size, reply);
 
     /*
      * The tmp/ name is not needed after link() and must go on failure.
      * If this unlink() fails, the file stays in tmp/, which readers do
      * not show as a message.
      */
-    unlink(tmp_path);
+    unlinkat(md.tmp_fd, tmp_name, 0);
+
+done:
+    close_maildir(&md);
     return result;
 }

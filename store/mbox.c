@@ -210,8 +210,38 @@ wait_for_retry(const struct timespec *deadline)
 }
 
 /*
+ * Checks the file that holds the dotlock path.  A symbolic link, a
+ * file of another type or a file with more links is no lock that a mail
+ * reader took, but a trap: waiting for it would only delay the 451.
+ * NOTE: liblockfile takes a dotlock by link() from a unique name, so for
+ * an instant its lock has two links, and a delivery that looks then is
+ * deferred.
+ */
+static int
+check_dotlock(const char *lock_path, struct store_reply *reply)
+{
+    struct stat st;
+
+    if (lstat(lock_path, &st) == -1)
+        return errno == ENOENT ? 0 : -1;
+    if (S_ISLNK(st.st_mode)) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "dotlock %s: symbolic link, not followed", lock_path);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "dotlock %s: not a regular file with one link "
+                        "(%lu links)", lock_path, (unsigned long)st.st_nlink);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * Creates the dotlock "<mbox>.lock" with O_EXCL, the lock that mail
- * readers without fcntl() locks honour.
+ * readers without fcntl() locks honour.  O_EXCL never follows a link,
+ * and check_dotlock() rejects one that is in the way.
  * NOTE: this needs write access to the mbox's folder.  Where a mail spool
  * lets only group "mail" create files, every delivery fails with 451.
  */
@@ -232,6 +262,8 @@ take_dotlock(const char *lock_path, const struct timespec *deadline,
             store_reply_errno(reply, errno, "create dotlock", lock_path);
             return -1;
         }
+        if (check_dotlock(lock_path, reply) == -1)
+            return -1;
         /* TODO: remove a dotlock that a crashed process left behind. */
         if (wait_for_retry(deadline) == -1) {
             store_reply_set(reply, STORE_BUSY, "dotlock %s exists after %u s",
@@ -294,7 +326,9 @@ lock_mbox(int fd, const char *path, const char *lock_path,
 /*
  * Checks that the mbox is a regular file with one link and owned by the
  * effective user, so that a link planted by another user cannot direct
- * mail into a file of theirs.
+ * mail into a file of theirs.  The effective user is the record's uid
+ * when it names one, because privilege_run() takes that uid or rejects
+ * the record.
  */
 static int
 check_mbox(const struct stat *st, const char *path, struct store_reply *reply)
@@ -320,24 +354,46 @@ check_mbox(const struct stat *st, const char *path, struct store_reply *reply)
 }
 
 /*
- * Opens or creates the mbox for appending.  O_NOFOLLOW rejects a
+ * Opens an existing mbox, or creates a new one with O_EXCL so that no
+ * file planted in between is taken for it.  O_NOFOLLOW rejects a
  * symbolic link.  O_NONBLOCK keeps open() of a FIFO from waiting for a
  * reader, and has no effect on the regular file that check_mbox() wants.
  */
+static int
+open_or_create(const char *path, struct store_reply *reply)
+{
+    const int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
+                      O_NOCTTY | O_CLOEXEC;
+    struct stat st;
+    int attempt, fd = -1;
+
+    for (attempt = 0; attempt < 2 && fd == -1; attempt++) {
+        fd = open(path, flags);
+        if (fd == -1 && errno == ENOENT)
+            fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+        if (fd == -1 && errno != EEXIST && errno != ENOENT)
+            break;
+    }
+    if (fd >= 0)
+        return fd;
+    if (errno == ELOOP && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "mbox %s: symbolic link, not followed", path);
+    else
+        store_reply_errno(reply, errno, "open", path);
+    return -1;
+}
+
+/* Opens or creates the mbox and checks it with check_mbox(). */
 static int
 open_mbox(const char *path, struct store_reply *reply)
 {
     struct stat st;
     int fd;
 
-    fd = open(path,
-              O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
-                  O_NOCTTY | O_CLOEXEC,
-              0600);
-    if (fd == -1) {
-        store_reply_errno(reply, errno, "open", path);
+    fd = open_or_create(path, reply);
+    if (fd == -1)
         return -1;
-    }
     if (fstat(fd, &st) == -1) {
         store_reply_errno(reply, errno, "fstat", path);
         close(fd);

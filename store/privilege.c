@@ -29,7 +29,8 @@ privilege_drop(uid_t uid, gid_t gid, const char *name, char *error,
     gid_t rgid, egid, sgid;
 
     if (uid == 0) {
-        snprintf(error, size, "uid 0 is not allowed for a delivery");
+        snprintf(error, size,
+                 "uid 0 is not allowed: lmtpd never delivers as root");
         return -1;
     }
     if ((name != NULL ? initgroups(name, gid) : setgroups(1, &gid)) == -1) {

@@ -398,8 +398,25 @@ START_TEST(reject_symlink)
     ck_assert_int_eq(symlink(target, mbox), 0);
 
     result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
-    check_rejected(result, &reply, "4.3.0", "open ");
+    check_rejected(result, &reply, "4.3.0", "bob: symbolic link, not followed");
     check_file(target, "keep\n", 5);
+    ck_assert_int_eq(access(dotlock, F_OK), -1);
+}
+END_TEST
+
+START_TEST(reject_dangling_symlink)
+{
+    char target[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    /* O_CREAT alone would create the file the link points to. */
+    snprintf(target, sizeof target, "%s/target", base);
+    ck_assert_int_eq(symlink(target, mbox), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0", "bob: symbolic link, not followed");
+    ck_assert_int_eq(access(target, F_OK), -1);
     ck_assert_int_eq(access(dotlock, F_OK), -1);
 }
 END_TEST
@@ -546,6 +563,68 @@ START_TEST(busy_dotlock)
 END_TEST
 
 /*
+ * A link planted at the dotlock path is rejected at once with 4.3.0, not
+ * waited for as a lock, and neither it nor its target is changed.
+ */
+START_TEST(reject_dotlock_symlink)
+{
+    char target[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    snprintf(target, sizeof target, "%s/target", base);
+    write_file(target, "other\n");
+    ck_assert_int_eq(symlink(target, dotlock), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0",
+                   "bob.lock: symbolic link, not followed");
+    check_file(mbox, "keep\n", 5);
+    check_file(target, "other\n", 6);
+    ck_assert_int_eq(access(dotlock, F_OK), 0);
+}
+END_TEST
+
+START_TEST(reject_dotlock_dangling_symlink)
+{
+    char target[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    snprintf(target, sizeof target, "%s/target", base);
+    ck_assert_int_eq(symlink(target, dotlock), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0",
+                   "bob.lock: symbolic link, not followed");
+    check_file(mbox, "keep\n", 5);
+    ck_assert_int_eq(access(target, F_OK), -1);
+}
+END_TEST
+
+START_TEST(reject_dotlock_hard_link)
+{
+    char other[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    snprintf(other, sizeof other, "%s/other", base);
+    write_file(other, "other\n");
+    ck_assert_int_eq(link(other, dotlock), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0", "bob.lock: not a regular file "
+                   "with one link (2 links)");
+    check_file(mbox, "keep\n", 5);
+    check_file(other, "other\n", 6);
+    ck_assert_int_eq(access(dotlock, F_OK), 0);
+}
+END_TEST
+
+/*
  * A file size limit makes a write fail with EFBIG part way through the
  * message.  The delivery runs in a child that ignores SIGXFSZ and sends
  * the reply back through a pipe.
@@ -638,6 +717,7 @@ mbox_suite(void)
 
     tcase_add_checked_fixture(checks, make_base, remove_base);
     tcase_add_test(checks, reject_symlink);
+    tcase_add_test(checks, reject_dangling_symlink);
     tcase_add_test(checks, reject_hard_link);
     tcase_add_test(checks, reject_other_owner);
     tcase_add_test(checks, reject_fifo);
@@ -649,6 +729,9 @@ mbox_suite(void)
     tcase_add_checked_fixture(locks, make_base, remove_base);
     tcase_add_test(locks, busy_fcntl_lock);
     tcase_add_test(locks, busy_dotlock);
+    tcase_add_test(locks, reject_dotlock_symlink);
+    tcase_add_test(locks, reject_dotlock_dangling_symlink);
+    tcase_add_test(locks, reject_dotlock_hard_link);
     suite_add_tcase(suite, locks);
     return suite;
 }

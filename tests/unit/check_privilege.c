@@ -199,7 +199,8 @@ START_TEST(drop_rejects_uid_zero)
     char error[256];
 
     ck_assert_int_eq(privilege_drop(0, 0, NULL, error, sizeof error), -1);
-    ck_assert_str_eq(error, "uid 0 is not allowed for a delivery");
+    ck_assert_str_eq(error,
+                     "uid 0 is not allowed: lmtpd never delivers as root");
 }
 END_TEST
 
