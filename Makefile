@@ -69,12 +69,18 @@ install: lmtpd
 	install -m 0755 lmtpd $(DESTDIR)$(SBINDIR)/lmtpd
 	install -m 0644 man/lmtpd.8 $(DESTDIR)$(MANDIR)/man8/lmtpd.8
 	install -m 0644 units/lmtpd.socket units/lmtpd@.service \
+		units/lmtpd-acceptor.socket units/lmtpd-acceptor.service \
+		units/lmtpd-system.socket units/lmtpd-system@.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lmtpd $(DESTDIR)$(MANDIR)/man8/lmtpd.8 \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd.socket \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service
+		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-acceptor.socket \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-acceptor.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-system.socket \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-system@.service
 
 clean:
 	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS)

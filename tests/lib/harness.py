@@ -83,7 +83,8 @@ class LmtpdServer:
         mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd".
         identity, when the tests run as root: "records" adds the test
         user's uid= and gid= to each generated record, "user" passes
-        --user instead.  command_prefix (a list, or LMTPD_PREFIX from
+        --user instead, and "none" does neither, for a command_prefix
+        that switches users itself.  command_prefix (a list, or LMTPD_PREFIX from
         the environment, split at spaces) runs lmtpd under a tool such
         as valgrind."""
         self.folder = make_folder(name)
@@ -104,7 +105,7 @@ class LmtpdServer:
                                % (address, self.path(box), owner))
         self.map = build_map(self.folder, records)
         give_to_delivery_user(self.mail)
-        if identity == "user":
+        if identity != "records":
             give_to_delivery_user(self.spool)
         self.socket_path = os.path.join(self.folder, "lmtp.sock")
         self.tcp = tcp
