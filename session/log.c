@@ -85,6 +85,8 @@ log_message(int priority, const char *format, ...)
     va_end(ap);
 
     switch (target) {
+    case LOG_TARGET_NONE:
+        break;
     case LOG_TARGET_JOURNAL:
         sd_journal_send("MESSAGE=%s%s%s", session_id,
                         session_id[0] != '\0' ? ": " : "", text,

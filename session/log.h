@@ -12,7 +12,8 @@ enum log_target {
     LOG_TARGET_AUTO,    /* journal under systemd, else syslog */
     LOG_TARGET_STDERR,
     LOG_TARGET_SYSLOG,
-    LOG_TARGET_JOURNAL
+    LOG_TARGET_JOURNAL,
+    LOG_TARGET_NONE     /* discard, for the fuzz targets; no option */
 };
 
 int log_parse_target(const char *name, enum log_target *);

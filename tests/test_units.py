@@ -122,6 +122,8 @@ class ExposureTest(unittest.TestCase):
 
 
 @unittest.skipUnless(os.geteuid() == 0, "setpriv needs root to switch users")
+@unittest.skipIf(os.environ.get("LMTPD_SANITIZED"),
+                 "sanitizer run time makes system calls of its own")
 @unittest.skipIf(shutil.which("strace") is None, "strace is not installed")
 class SystemCallFilterTest(unittest.TestCase):
     """A Maildir and an mbox delivery, with a rejected recipient, traced."""

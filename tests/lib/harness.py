@@ -19,7 +19,8 @@ import subprocess
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LMTPD = os.path.join(TOP, "lmtpd")
+# LMTPD names another build, such as the sanitizer build, to test.
+LMTPD = os.path.abspath(os.environ.get("LMTPD", os.path.join(TOP, "lmtpd")))
 WORK = os.path.join(TOP, "tests", "work")
 HOSTNAME = "mx.test.example"
 TEST_USER = "lmtpd-test"
@@ -206,12 +207,16 @@ class Dialogue:
         return [l.decode("utf-8", "replace") for l in lines]
 
     def closed(self):
-        """Return True when the server has closed the connection."""
+        """Return True when the server has closed the connection.  A
+        reset counts as closed: the server closed it with bytes of ours
+        unread, which a command sent just before its 421 leaves."""
         if self.buffer:
             return False
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, TimeoutError):
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
             return False
 
 
