@@ -280,8 +280,10 @@ reap_children(unsigned long running, int block)
 
 /*
  * systemd Accept=no: accepts connections on the listening socket and
- * serves each in a child, at most max_children at once.  Signals
- * interrupt accept() (no SA_RESTART) so exited children are reaped.
+ * serves each in a child, at most max_children at once.  At the limit
+ * it accepts nothing, so further connections wait in the listen backlog
+ * until a child exits.  Signals interrupt accept() (no SA_RESTART) so
+ * exited children are reaped.
  */
 static int
 accept_loop(const struct session_config *config, int listen_fd,
@@ -300,6 +302,9 @@ accept_loop(const struct session_config *config, int listen_fd,
     while (!stop_requested) {
         child_exited = 0;
         running = reap_children(running, running >= max_children);
+        /* A signal can end the blocking wait with no child reaped. */
+        if (running >= max_children)
+            continue;
 
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
