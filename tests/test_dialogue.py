@@ -400,7 +400,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0)
         for option in ("--map", "--hostname", "--max-size",
                        "--recipient-delimiter", "--timeout", "--spool-dir",
-                       "--max-children", "--log", "--version"):
+                       "--max-children", "--log", "--user", "--version"):
             self.assertIn(option, result.stdout)
         result = self.run_lmtpd("-V")
         self.assertRegex(result.stdout, r"^lmtpd \d+\.\d+")

@@ -138,19 +138,27 @@ class PrivilegeTest(unittest.TestCase):
                          r"0 gid 0, but lmtpd runs as uid %d" % self.uid)
 
     def test_user_option_errors(self):
+        as_test_user = ["setpriv", "--reuid=%d" % self.uid,
+                        "--regid=%d" % self.gid, "--clear-groups"]
         cases = [
-            (["--user", "lmtpd-no-such-user"], "no such user"),
-            (["--user", "root"], "uid 0 is not allowed"),
+            ([], ["--user", "lmtpd-no-such-user"], 67, "no such user"),
+            ([], ["--user", "root"], 67, "uid 0 is not allowed"),
+            (as_test_user, ["--user", "root"], 67,
+             "only root can switch users"),
+            # Already the user: the session runs, on an empty stdin.
+            (as_test_user, ["--user", TEST_USER], 0,
+             "client closed the connection"),
         ]
-        for args, message in cases:
-            with self.subTest(args=args):
+        for prefix, args, status, message in cases:
+            with self.subTest(prefix=prefix, args=args):
                 result = subprocess.run(
-                    [LMTPD, "--log", "stderr"] + args, input=b"",
+                    prefix + [LMTPD, "--log", "stderr"] + args, input=b"",
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                     timeout=20, check=False)
-                self.assertEqual(result.returncode, 67)
-                self.assertEqual(result.stdout, b"")
+                self.assertEqual(result.returncode, status, result.stderr)
                 self.assertIn(message.encode(), result.stderr)
+                if status != 0:
+                    self.assertEqual(result.stdout, b"")
 
 
 class PlantedLinkTest(unittest.TestCase):

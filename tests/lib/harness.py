@@ -87,9 +87,9 @@ class LmtpdServer:
         identity, when the tests run as root: "records" adds the test
         user's uid= and gid= to each generated record, "user" passes
         --user instead, and "none" does neither, for a command_prefix
-        that switches users itself.  command_prefix (a list, or LMTPD_PREFIX from
-        the environment, split at spaces) runs lmtpd under a tool such
-        as valgrind."""
+        that switches users itself.  command_prefix (a list, or
+        LMTPD_PREFIX from the environment, split at spaces) runs lmtpd
+        under a tool such as valgrind."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
