@@ -4,7 +4,7 @@ VERSION = 0.1
 PREFIX ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
-SYSCONFDIR ?= /etc
+DOCDIR ?= $(PREFIX)/share/doc/lmtpd
 SYSTEMDUNITDIR ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null || echo /lib/systemd/system)
 
 CC ?= cc
@@ -18,10 +18,20 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \
 	session/path.o session/session.o session/spool.o
-STORE_OBJS = store/deliver.o store/folder.o store/maildir.o store/mbox.o \
-	store/privilege.o store/reply.o store/users.o
+STORE_OBJS = store/deliver.o store/folder.o store/maildir.o store/mapcheck.o \
+	store/mbox.o store/mboxlock.o store/privilege.o store/quota.o \
+	store/reply.o store/users.o
 OBJS = $(SESSION_OBJS) $(STORE_OBJS)
 HEADERS = $(wildcard session/*.h store/*.h)
+
+MAN_PAGES = man/lmtpd.8 man/lmtpd-transport.8 man/lmtpd.users.5
+UNITS = lmtpd.socket lmtpd@.service lmtpd-acceptor.socket \
+	lmtpd-acceptor.service lmtpd-backend.socket lmtpd-backend@.service \
+	lmtpd-system.socket lmtpd-system@.service
+# Installed into DOCDIR: the recipes, the example map, and the lines for
+# xinetd and inetd.
+EXAMPLES = docs/recipes.md docs/users.txt.example units/lmtpd.xinetd \
+	units/inetd.conf
 
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/check_*.c))
 
@@ -37,6 +47,9 @@ SANITIZE_CFLAGS = -std=c11 $(WARNINGS) -g -O1 \
 	-fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 SANITIZE_UNIT_TESTS = $(addprefix $(SANITIZE_DIR)/,$(UNIT_TESTS))
+
+# The LD_PRELOAD library that makes calls fail in the fault tests.
+FAULT_SHIM = tests/lib/fault_shim.so
 
 .PHONY: all check unit-check clean install uninstall deps demo lint-man \
 	fuzz fuzz-build fuzz-replay sanitize-check valgrind-check
@@ -57,13 +70,16 @@ tests/unit/check_%: tests/unit/check_%.c liblmtpd.a $(HEADERS)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< liblmtpd.a \
 		$(LIBS) $(CHECK_LIBS)
 
+$(FAULT_SHIM): tests/lib/fault_shim.c
+	$(CC) $(ALL_CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $< -ldl
+
 # The unit suites alone, without the dialogue and end-to-end tests.
 unit-check: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
 
 # Every test: unit suites, dialogues over socket activation, Postfix,
 # and the message corpus when CORPUS names a folder of .eml files.
-check: lmtpd $(UNIT_TESTS)
+check: lmtpd $(UNIT_TESTS) $(FAULT_SHIM)
 	python3 tests/run.py
 
 # libFuzzer targets, built with clang, AddressSanitizer and
@@ -118,7 +134,7 @@ $(SANITIZE_DIR)/tests/unit/check_%: tests/unit/check_%.c \
 	$(CC) $(CPPFLAGS) $(SANITIZE_CFLAGS) -o $@ $< \
 		$(addprefix $(SANITIZE_DIR)/,$(OBJS)) $(LIBS) $(CHECK_LIBS)
 
-sanitize-check: $(SANITIZE_DIR)/lmtpd $(SANITIZE_UNIT_TESTS)
+sanitize-check: $(SANITIZE_DIR)/lmtpd $(SANITIZE_UNIT_TESTS) $(FAULT_SHIM)
 	LMTPD=$(SANITIZE_DIR)/lmtpd CHECK_DIR=$(SANITIZE_DIR)/tests/unit \
 		LMTPD_SANITIZED=1 \
 		ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
@@ -153,27 +169,46 @@ demo: lmtpd
 	@sh tests/lib/demo
 
 lint-man:
-	mandoc -Tlint -Wwarning man/lmtpd.8
+	mandoc -Tlint -Wwarning $(MAN_PAGES)
 
+# The units and examples name the binary as /usr/local/sbin/lmtpd; the
+# installed copies name it where SBINDIR puts it.
 install: lmtpd
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(SYSTEMDUNITDIR)
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(DOCDIR)
 	install -m 0755 lmtpd $(DESTDIR)$(SBINDIR)/lmtpd
+	install -m 0755 tools/lmtpd-transport \
+		$(DESTDIR)$(SBINDIR)/lmtpd-transport
 	install -m 0644 man/lmtpd.8 $(DESTDIR)$(MANDIR)/man8/lmtpd.8
-	install -m 0644 units/lmtpd.socket units/lmtpd@.service \
-		units/lmtpd-acceptor.socket units/lmtpd-acceptor.service \
-		units/lmtpd-system.socket units/lmtpd-system@.service \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 man/lmtpd-transport.8 \
+		$(DESTDIR)$(MANDIR)/man8/lmtpd-transport.8
+	install -m 0644 man/lmtpd.users.5 $(DESTDIR)$(MANDIR)/man5/lmtpd.users.5
+	for unit in $(UNITS); do \
+		sed 's|/usr/local/sbin/lmtpd|$(SBINDIR)/lmtpd|g' units/$$unit \
+			> $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+	done
+	for example in $(EXAMPLES); do \
+		target=$(DESTDIR)$(DOCDIR)/$${example##*/}; \
+		sed 's|/usr/local/sbin/lmtpd|$(SBINDIR)/lmtpd|g' $$example \
+			> $$target || exit 1; \
+		chmod 0644 $$target || exit 1; \
+	done
 
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/lmtpd $(DESTDIR)$(MANDIR)/man8/lmtpd.8 \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd.socket \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd@.service \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-acceptor.socket \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-acceptor.service \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-system.socket \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/lmtpd-system@.service
+		$(DESTDIR)$(SBINDIR)/lmtpd-transport \
+		$(DESTDIR)$(MANDIR)/man8/lmtpd-transport.8 \
+		$(DESTDIR)$(MANDIR)/man5/lmtpd.users.5
+	for unit in $(UNITS); do \
+		rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit; \
+	done
+	for example in $(EXAMPLES); do \
+		rm -f $(DESTDIR)$(DOCDIR)/$${example##*/}; \
+	done
+	if [ -d $(DESTDIR)$(DOCDIR) ]; then rmdir $(DESTDIR)$(DOCDIR); fi
 
 clean:
-	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS)
+	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(FAULT_SHIM)
 	rm -rf tests/work demo $(FUZZ_DIR) $(SANITIZE_DIR)

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,11 +44,22 @@ usage(FILE *out)
         "  -m, --map FILE          tinycdb user map (default %s)\n"
         "  -H, --hostname NAME     name in the greeting and Received\n"
         "                          (default: this host's name)\n"
+        "      --map-host NAME     this host's name in the host= fields of\n"
+        "                          the map: a recipient whose record names\n"
+        "                          another host is deferred with 450 4.4.0\n"
+        "                          (default: the --hostname value)\n"
         "  -s, --max-size BYTES    largest message accepted, with K, M or G\n"
         "                          suffix, 0 for no limit (default 50M)\n"
         "  -d, --recipient-delimiter CHARS\n"
         "                          characters that start a +detail in a\n"
         "                          local part, \"\" for none (default +)\n"
+        "      --default-quota BYTES\n"
+        "                          quota of a map record without a quota\n"
+        "                          field, with K, M or G suffix, 0 for no\n"
+        "                          limit (default 0)\n"
+        "      --quota-tempfail    answer a full mailbox with 452 4.2.2, so\n"
+        "                          the MTA retries (default: 552 5.2.2, the\n"
+        "                          MTA bounces)\n"
         "      --create-folders    create the Maildir++ folder of a +detail\n"
         "                          when it is missing (default: deliver to\n"
         "                          the inbox)\n"
@@ -62,6 +74,12 @@ usage(FILE *out)
         "                          1000, at least 100)\n"
         "      --max-errors N      command errors before the session is\n"
         "                          closed, 0 for no limit (default 20)\n"
+        "      --lock-timeout SECONDS\n"
+        "                          longest wait for an mbox's dotlock and\n"
+        "                          fcntl lock together (default 30)\n"
+        "      --stale-lock-time SECONDS\n"
+        "                          age at which another program's dotlock\n"
+        "                          is removed (default 300)\n"
         "  -S, --spool-dir DIR     folder for the unnamed spool file\n"
         "                          (default $TMPDIR or /tmp)\n"
         "  -c, --max-children N    connections served at once when systemd\n"
@@ -73,9 +91,37 @@ usage(FILE *out)
         "  -l, --log TARGET        auto, journal, syslog or stderr\n"
         "                          (default auto: journal under systemd,\n"
         "                          otherwise syslog facility mail)\n"
+        "  -v, --verbose           also log each command and reply, without\n"
+        "                          the message content\n"
+        "      --check-map FILE    check every record of a cdb user map,\n"
+        "                          report each bad one and exit\n"
+        "      --check-map-text FILE\n"
+        "                          the same for the text source of a map,\n"
+        "                          with line numbers; both may be given\n"
         "  -h, --help              show this help and exit\n"
         "  -V, --version           show the version and exit\n",
         DEFAULT_MAP);
+}
+
+/*
+ * Reports an invalid command line and exits with EX_USAGE.  The message
+ * goes to the log and to stderr, unless stderr is the client's socket.
+ */
+static void
+usage_error(const char *format, ...)
+    __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+usage_error(const char *format, ...)
+{
+    char text[1024];
+    va_list ap;
+
+    va_start(ap, format);
+    vsnprintf(text, sizeof(text), format, ap);
+    va_end(ap);
+    log_startup(LOG_ERR, "%s; see lmtpd --help", text);
+    exit(EX_USAGE);
 }
 
 static unsigned long
@@ -89,11 +135,21 @@ parse_number(const char *option, const char *text, unsigned long min,
     value = strtoul(text, &end, 10);
     if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0 ||
         value < min || value > max) {
-        fprintf(stderr, "lmtpd: invalid value \"%s\" for %s: expected a "
-                "whole number from %lu to %lu\n", text, option, min, max);
-        exit(EX_USAGE);
+        usage_error("invalid value \"%s\" for %s: expected a whole number "
+                    "from %lu to %lu", text, option, min, max);
     }
     return value;
+}
+
+static void
+parse_default_quota(const char *text)
+{
+    unsigned long long bytes;
+
+    if (users_parse_size(text, &bytes) < 0)
+        usage_error("invalid size \"%s\" for --default-quota: expected "
+                    "bytes with an optional K, M or G", text);
+    quota_set_default(bytes);
 }
 
 /* Long options without a short form. */
@@ -102,19 +158,28 @@ enum {
     OPTION_MAX_LINE,
     OPTION_MAX_RECIPIENTS,
     OPTION_MAX_ERRORS,
-    OPTION_CREATE_FOLDERS
+    OPTION_CREATE_FOLDERS,
+    OPTION_DEFAULT_QUOTA,
+    OPTION_QUOTA_TEMPFAIL,
+    OPTION_MAP_HOST,
+    OPTION_LOCK_TIMEOUT,
+    OPTION_STALE_LOCK_TIME,
+    OPTION_CHECK_MAP,
+    OPTION_CHECK_MAP_TEXT
 };
 
-/* Settings of main() that the session does not need. */
-struct process_options {
+/* Settings from the command line other than the session's. */
+struct run_options {
     enum log_target log_target;
     unsigned long max_children;
-    const char *user; /* --user, or NULL */
+    const char *check_map;      /* --check-map FILE, or NULL */
+    const char *check_map_text; /* --check-map-text FILE, or NULL */
+    const char *user;           /* --user NAME, or NULL */
 };
 
 static void
 parse_options(int argc, char **argv, struct session_config *config,
-              struct process_options *process)
+              struct run_options *run)
 {
     static const struct option options[] = {
         {"map", required_argument, NULL, 'm'},
@@ -131,32 +196,45 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
         {"max-errors", required_argument, NULL, OPTION_MAX_ERRORS},
         {"create-folders", no_argument, NULL, OPTION_CREATE_FOLDERS},
+        {"default-quota", required_argument, NULL, OPTION_DEFAULT_QUOTA},
+        {"quota-tempfail", no_argument, NULL, OPTION_QUOTA_TEMPFAIL},
+        {"map-host", required_argument, NULL, OPTION_MAP_HOST},
+        {"lock-timeout", required_argument, NULL, OPTION_LOCK_TIMEOUT},
+        {"stale-lock-time", required_argument, NULL, OPTION_STALE_LOCK_TIME},
+        {"check-map", required_argument, NULL, OPTION_CHECK_MAP},
+        {"check-map-text", required_argument, NULL, OPTION_CHECK_MAP_TEXT},
+        {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "m:H:s:d:t:S:c:l:u:hV", options,
+    /* getopt's own messages would go to stderr, the client under inetd. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:H:s:d:t:S:c:l:u:vhV", options,
                             NULL)) != -1) {
         switch (c) {
         case 'm':
             config->map_path = optarg;
             break;
         case 'H':
-            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n") != NULL) {
-                fprintf(stderr, "lmtpd: invalid host name \"%s\"\n", optarg);
-                exit(EX_USAGE);
-            }
+            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n") != NULL)
+                usage_error("invalid host name \"%s\" for --hostname: "
+                            "expected a name without spaces", optarg);
             config->hostname = optarg;
             break;
+        case OPTION_MAP_HOST:
+            if (!users_host_name_is_valid(optarg, strlen(optarg)))
+                usage_error("invalid host name \"%s\" for --map-host: "
+                            "expected dot-separated labels of letters, "
+                            "digits and hyphens", optarg);
+            config->map_host = optarg;
+            break;
         case 's':
-            if (users_parse_size(optarg, &config->max_size) < 0) {
-                fprintf(stderr, "lmtpd: invalid size \"%s\" for --max-size:"
-                        " expected bytes with an optional K, M or G\n",
-                        optarg);
-                exit(EX_USAGE);
-            }
+            if (users_parse_size(optarg, &config->max_size) < 0)
+                usage_error("invalid size \"%s\" for --max-size: expected "
+                            "bytes with an optional K, M or G", optarg);
             break;
         case 'd':
             config->delimiters = optarg;
@@ -185,24 +263,47 @@ parse_options(int argc, char **argv, struct session_config *config,
         case OPTION_CREATE_FOLDERS:
             config->create_folders = 1;
             break;
+        case OPTION_DEFAULT_QUOTA:
+            parse_default_quota(optarg);
+            break;
+        case OPTION_QUOTA_TEMPFAIL:
+            store_reply_quota_tempfail(1);
+            break;
         case OPTION_MAX_ERRORS:
             config->max_errors = (unsigned int)parse_number(
                 "--max-errors", optarg, 0, 1000000);
             break;
+        case OPTION_LOCK_TIMEOUT:
+            mbox_set_lock_timeout((unsigned)parse_number("--lock-timeout",
+                                                         optarg, 0, 3600));
+            break;
+        case OPTION_STALE_LOCK_TIME:
+            mbox_set_stale_lock_time((unsigned)parse_number(
+                "--stale-lock-time", optarg, 1, 604800));
+            break;
         case 'c':
-            process->max_children =
+            run->max_children =
                 parse_number("--max-children", optarg, 1, 100000);
             break;
         case 'l':
-            if (log_parse_target(optarg, &process->log_target) < 0) {
-                fprintf(stderr, "lmtpd: invalid log target \"%s\": expected"
-                        " auto, journal, syslog or stderr\n", optarg);
-                exit(EX_USAGE);
-            }
+            if (log_parse_target(optarg, &run->log_target) < 0)
+                usage_error("invalid log target \"%s\" for --log: expected"
+                            " auto, journal, syslog or stderr", optarg);
             break;
         case 'u':
-            process->user = optarg;
+            run->user = optarg;
             break;
+        case 'v':
+            log_set_verbose(1);
+            break;
+        case OPTION_CHECK_MAP:
+            run->check_map = optarg;
+            break;
+        case OPTION_CHECK_MAP_TEXT:
+            run->check_map_text = optarg;
+            break;
+        case ':':
+            usage_error("option %s requires a value", argv[optind - 1]);
         case 'h':
             usage(stdout);
             exit(0);
@@ -210,15 +311,14 @@ parse_options(int argc, char **argv, struct session_config *config,
             printf("lmtpd %s\n", LMTPD_VERSION);
             exit(0);
         default:
-            usage(stderr);
-            exit(EX_USAGE);
+            /* optopt names an unknown short option; a long one is 0. */
+            if (optopt > 0 && optopt < 256)
+                usage_error("unknown option \"-%c\"", optopt);
+            usage_error("unknown option \"%s\"", argv[optind - 1]);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "lmtpd: unexpected argument \"%s\"\n", argv[optind]);
-        usage(stderr);
-        exit(EX_USAGE);
-    }
+    if (optind < argc)
+        usage_error("unexpected argument \"%s\"", argv[optind]);
 }
 
 /* Describes the peer of fd for Received: "[192.0.2.1]", or "" if local. */
@@ -347,21 +447,21 @@ switch_user(const char *name)
     errno = 0;
     pw = getpwnam(name);
     if (pw == NULL) {
-        log_error("--user %s: %s", name,
-                  errno != 0 ? strerror(errno) : "no such user");
+        log_startup(LOG_ERR, "--user %s: %s", name,
+                    errno != 0 ? strerror(errno) : "no such user");
         return -1;
     }
     if (geteuid() == pw->pw_uid && pw->pw_uid != 0)
         return 0;
     if (geteuid() != 0) {
-        log_error("--user %s: lmtpd runs as uid %lu, and only root can "
-                  "switch users: start it as root or as %s", name,
-                  (unsigned long)geteuid(), name);
+        log_startup(LOG_ERR, "--user %s: lmtpd runs as uid %lu, and only "
+                    "root can switch users: start it as root or as %s",
+                    name, (unsigned long)geteuid(), name);
         return -1;
     }
     if (privilege_drop(pw->pw_uid, pw->pw_gid, pw->pw_name, error,
                        sizeof error) == -1) {
-        log_error("--user %s: %s", name, error);
+        log_startup(LOG_ERR, "--user %s: %s", name, error);
         return -1;
     }
     log_info("running as user %s (uid %lu, gid %lu)", name,
@@ -375,6 +475,105 @@ is_socket(int fd)
     struct stat st;
 
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* Checks one map for --check-map or --check-map-text.  Returns the exit
+ * status: 0, EX_DATAERR for an invalid record, EX_NOINPUT when the file
+ * cannot be read. */
+static int
+check_map(const char *path, const char *this_host,
+          int (*check)(const char *, const char *, FILE *,
+                       struct mapcheck_result *))
+{
+    struct mapcheck_result result;
+
+    if (check(path, this_host, stdout, &result) < 0) {
+        fflush(stdout);
+        if (errno == EPROTO)
+            fprintf(stderr, "lmtpd: cannot read map %s: not a cdb file; "
+                    "build it with \"cdb -c -m %s FILE.txt\"\n", path, path);
+        else
+            fprintf(stderr, "lmtpd: cannot read map %s: %s\n", path,
+                    strerror(errno));
+        return EX_NOINPUT;
+    }
+    return result.invalid > 0 ? EX_DATAERR : 0;
+}
+
+/*
+ * Runs --check-map and --check-map-text, returning the worse status.
+ * this_host is the --map-host name, for the records with host= fields.
+ */
+static int
+check_maps(const struct run_options *run, const char *this_host)
+{
+    int status = 0;
+    int one;
+
+    if (run->check_map != NULL) {
+        one = check_map(run->check_map, this_host, mapcheck_cdb);
+        status = one > status ? one : status;
+    }
+    if (run->check_map_text != NULL) {
+        one = check_map(run->check_map_text, this_host, mapcheck_text);
+        status = one > status ? one : status;
+    }
+    fflush(stdout);
+    return status;
+}
+
+/*
+ * Logs what would make every session fail: a map or spool folder that
+ * cannot be used.  lmtpd still serves the connection and replies 451
+ * 4.3.0, so that the MTA keeps the mail until the setup is fixed.
+ */
+static void
+check_setup(const struct session_config *config)
+{
+    if (users_check_map(config->map_path) < 0)
+        log_startup(LOG_ERR, "cannot use user map %s: %s; build it with "
+                    "\"cdb -c -m %s FILE.txt\" or give another with --map;"
+                    " until then every recipient gets 451 4.3.0",
+                    config->map_path,
+                    errno == EPROTO ? "not a cdb file" : strerror(errno),
+                    config->map_path);
+    if (session_check_spool(config->spool_dir) < 0)
+        log_startup(LOG_ERR, "cannot create a spool file in %s: %s; create "
+                    "the folder or give a writable one with --spool-dir or "
+                    "TMPDIR; until then every message gets 451 4.3.0",
+                    config->spool_dir, strerror(errno));
+}
+
+/* The way the connection was handed over, found by find_mode(). */
+enum mode {
+    MODE_INVALID,
+    MODE_ACCEPT_YES, /* systemd passed a connected socket */
+    MODE_ACCEPT_NO,  /* systemd passed a listening socket */
+    MODE_INETD,      /* the connection is stdin and stdout */
+    MODE_STDIN       /* stdin is a pipe or terminal */
+};
+
+static const char *const mode_names[] = {
+    [MODE_INVALID] = "invalid",
+    [MODE_ACCEPT_YES] = "systemd Accept=yes",
+    [MODE_ACCEPT_NO] = "systemd Accept=no",
+    [MODE_INETD] = "inetd",
+    [MODE_STDIN] = "stdin",
+};
+
+/* Finds the mode from the number of sockets that systemd passed. */
+static enum mode
+find_mode(int fds, int bare_lf)
+{
+    if (fds == 0)
+        return bare_lf ? MODE_STDIN : MODE_INETD;
+    if (fds != 1)
+        return MODE_INVALID;
+    if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1) > 0)
+        return MODE_ACCEPT_NO;
+    if (sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 0) > 0)
+        return MODE_ACCEPT_YES;
+    return MODE_INVALID;
 }
 
 int
@@ -391,10 +590,11 @@ main(int argc, char **argv)
         .max_recipients = 1000,
         .max_line_length = 2048,
     };
-    struct process_options process = {
+    struct run_options run = {
         .log_target = LOG_TARGET_AUTO,
         .max_children = 100,
     };
+    enum mode mode;
     int fds;
 
     umask(077);
@@ -407,39 +607,49 @@ main(int argc, char **argv)
     config.spool_dir = getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0'
                            ? getenv("TMPDIR")
                            : "/tmp";
-    parse_options(argc, argv, &config, &process);
+    parse_options(argc, argv, &config, &run);
     if (config.hostname == NULL) {
         if (gethostname(hostname, sizeof(hostname)) < 0 ||
             hostname[0] == '\0')
             snprintf(hostname, sizeof(hostname), "localhost");
         config.hostname = hostname;
     }
+    if (config.map_host == NULL)
+        config.map_host = config.hostname;
+    if (run.check_map != NULL || run.check_map_text != NULL)
+        return check_maps(&run, config.map_host);
     fds = sd_listen_fds(1);
     /* A pipe or terminal on stdin is someone testing by hand. */
     if (fds == 0 && !is_socket(STDIN_FILENO))
         config.bare_lf = 1;
-    log_open(process.log_target, config.bare_lf);
-    if (process.user != NULL && switch_user(process.user) == -1)
+    log_open(run.log_target, config.bare_lf);
+    if (run.user != NULL && switch_user(run.user) == -1)
         return EX_NOUSER;
 
     if (fds < 0) {
-        log_error("cannot read the sockets passed by systemd: %s",
-                  strerror(-fds));
+        log_startup(LOG_ERR, "cannot read the sockets passed by systemd: %s",
+                    strerror(-fds));
         return EX_OSERR;
     }
     if (fds > 1) {
-        log_error("systemd passed %d sockets, expected one", fds);
+        log_startup(LOG_ERR, "systemd passed %d sockets, expected one: give "
+                    "the socket unit a single Listen line", fds);
         return EX_CONFIG;
     }
-    if (fds == 1) {
-        int fd = SD_LISTEN_FDS_START;
+    mode = find_mode(fds, config.bare_lf);
+    if (mode == MODE_INVALID) {
+        log_startup(LOG_ERR, "the descriptor passed by systemd is not a "
+                    "stream socket: give the socket unit a ListenStream line");
+        return EX_CONFIG;
+    }
 
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) > 0)
-            return accept_loop(&config, fd, process.max_children);
-        if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 0) > 0)
-            return serve(&config, fd, fd);
-        log_error("the descriptor passed by systemd is not a stream socket");
-        return EX_CONFIG;
-    }
+    log_info("starting lmtpd %s (%s), map %s, spool folder %s",
+             LMTPD_VERSION, mode_names[mode], config.map_path,
+             config.spool_dir);
+    check_setup(&config);
+    if (mode == MODE_ACCEPT_NO)
+        return accept_loop(&config, SD_LISTEN_FDS_START, run.max_children);
+    if (mode == MODE_ACCEPT_YES)
+        return serve(&config, SD_LISTEN_FDS_START, SD_LISTEN_FDS_START);
     return serve(&config, STDIN_FILENO, STDOUT_FILENO);
 }

@@ -40,11 +40,59 @@ struct session {
     int chunk_failed;     /* a chunk was rejected: only RSET or MAIL */
     struct store_reply chunk_failure; /* why, repeated at BDAT LAST */
     unsigned int errors;  /* 4xx and 5xx replies to commands */
+    unsigned long delivered; /* recipient results with 250 */
+    unsigned long failed;    /* recipient results with 4xx or 5xx */
     struct lineio io;
     char *line;           /* config->max_line_length + 2 bytes */
 };
 
 enum { CONTINUE = 0, CLOSE = 1 };
+
+/* Maximum number of bytes of one line that the protocol trace shows. */
+#define TRACE_MAX 512
+
+/*
+ * Logs one protocol line for --verbose, with control bytes as \xNN.
+ * Message text never comes here: DATA and BDAT content goes from the
+ * line reader straight into the spool.
+ */
+static void
+trace_line(const char *direction, const char *line, size_t length)
+{
+    char text[TRACE_MAX * 4 + 4];
+    size_t used = 0;
+
+    for (size_t i = 0; i < length && i < TRACE_MAX; i++) {
+        unsigned char c = (unsigned char)line[i];
+
+        if (c < 0x20 || c == 0x7f)
+            used += (size_t)snprintf(text + used, sizeof(text) - used,
+                                     "\\x%02x", c);
+        else
+            text[used++] = (char)c;
+    }
+    text[used] = '\0';
+    log_debug("%s %s%s", direction, text, length > TRACE_MAX ? "..." : "");
+}
+
+/* Sends one reply line, CRLF added, and traces it under --verbose. */
+static void
+send_line(struct session *s, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+send_line(struct session *s, const char *format, ...)
+{
+    char text[600];
+    va_list ap;
+
+    va_start(ap, format);
+    vsnprintf(text, sizeof(text), format, ap);
+    va_end(ap);
+    lineio_printf(&s->io, "%s\r\n", text);
+    if (log_verbose())
+        trace_line(">", text, strlen(text));
+}
 
 static void
 send_reply(struct session *s, int code, const char *status,
@@ -57,7 +105,7 @@ send_reply(struct session *s, int code, const char *status,
     char text[512];
 
     vsnprintf(text, sizeof(text), format, ap);
-    lineio_printf(&s->io, "%d %s %s\r\n", code, status, text);
+    send_line(s, "%d %s %s", code, status, text);
 }
 
 /* Sends a reply to a command.  4xx and 5xx count toward --max-errors. */
@@ -151,17 +199,17 @@ do_lhlo(struct session *s, const char *argument)
     snprintf(s->lhlo, sizeof(s->lhlo), "%s", argument);
     s->greeted = 1;
 
-    lineio_printf(&s->io, "250-%s\r\n", config->hostname);
-    lineio_printf(&s->io, "250-PIPELINING\r\n");
-    lineio_printf(&s->io, "250-ENHANCEDSTATUSCODES\r\n");
-    lineio_printf(&s->io, "250-8BITMIME\r\n");
-    lineio_printf(&s->io, "250-CHUNKING\r\n");
-    lineio_printf(&s->io, "250-BINARYMIME\r\n");
-    lineio_printf(&s->io, "250-SMTPUTF8\r\n");
+    send_line(s, "250-%s", config->hostname);
+    send_line(s, "250-PIPELINING");
+    send_line(s, "250-ENHANCEDSTATUSCODES");
+    send_line(s, "250-8BITMIME");
+    send_line(s, "250-CHUNKING");
+    send_line(s, "250-BINARYMIME");
+    send_line(s, "250-SMTPUTF8");
     if (config->max_size > 0)
-        lineio_printf(&s->io, "250 SIZE %llu\r\n", config->max_size);
+        send_line(s, "250 SIZE %llu", config->max_size);
     else
-        lineio_printf(&s->io, "250 SIZE\r\n");
+        send_line(s, "250 SIZE");
     return CONTINUE;
 }
 
@@ -212,6 +260,30 @@ add_recipient(struct session *s, const char *address,
     return 0;
 }
 
+/*
+ * Rejects a recipient whose mailbox is full, or would be with the MAIL
+ * SIZE= value (RFC 1870), before the client sends the data.  The check
+ * runs as the mailbox's owner, and store_deliver() repeats it with the
+ * size as stored.  Returns -1 after replying.
+ */
+static int
+check_quota(struct session *s, const char *address,
+            const struct mailbox *mailbox)
+{
+    struct store_reply result;
+    char detail[sizeof(result.detail) * 2 + 3];
+
+    if (store_check_quota(mailbox, s->mail.size, &result) == 0)
+        return 0;
+    log_quote(detail, sizeof(detail), result.detail);
+    log_warning("to=<%s> mailbox=%s reply=%d status=%s detail=%s", address,
+                mailbox->path, result.code, result.status, detail);
+    /* Like an unknown user, not a command error for --max-errors. */
+    reply_result(s, result.code, result.status, "<%s> %s", address,
+                 result.text);
+    return -1;
+}
+
 static int
 do_rcpt(struct session *s, const char *argument)
 {
@@ -238,15 +310,25 @@ do_rcpt(struct session *s, const char *argument)
         return CONTINUE;
     }
     if (users_lookup(s->config->map_path, rcpt.forward_path,
-                     s->config->delimiters, &mailbox, &result) < 0) {
-        if (result.detail[0] != '\0')
-            log_warning("to=<%s> reply=%d %s %s", rcpt.forward_path,
-                        result.code, result.status, result.detail);
-        /* An unknown user is no protocol error: not counted. */
+                     s->config->delimiters, &mailbox, &result) < 0 ||
+        users_check_home(&mailbox, s->config->map_host, &result) < 0) {
+        if (result.detail[0] != '\0') {
+            char detail[sizeof(result.detail) * 2 + 3];
+
+            log_quote(detail, sizeof(detail), result.detail);
+            log_warning("to=<%s> reply=%d status=%s detail=%s",
+                        rcpt.forward_path, result.code, result.status,
+                        detail);
+        }
+        /* Unknown and misrouted recipients are not command errors, so
+         * they do not count toward --max-errors and a large misrouted
+         * batch gets no 421. */
         reply_result(s, result.code, result.status, "<%s> %s",
                      rcpt.forward_path, result.text);
         return CONTINUE;
     }
+    if (check_quota(s, rcpt.forward_path, &mailbox) < 0)
+        return CONTINUE;
     if (add_recipient(s, rcpt.forward_path, &mailbox) < 0) {
         log_error("to=<%s> out of memory", rcpt.forward_path);
         reply(s, 452, "4.3.1", "<%s> insufficient system resources",
@@ -257,16 +339,47 @@ do_rcpt(struct session *s, const char *argument)
     return CONTINUE;
 }
 
+/* Returns the milliseconds elapsed since start, on the monotonic clock. */
+static unsigned long
+elapsed_ms(const struct timespec *start)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (unsigned long)((now.tv_sec - start->tv_sec) * 1000 +
+                           (now.tv_nsec - start->tv_nsec) / 1000000);
+}
+
 static void
 log_result(struct session *s, const struct recipient *recipient,
-           off_t size, const struct store_reply *result)
+           off_t size, const struct store_reply *result,
+           const struct timespec *start)
 {
-    log_message(result->code < 400 ? LOG_INFO : LOG_WARNING,
-                "from=<%s> to=<%s> mailbox=%s size=%lld reply=%d %s %s%s%s",
-                s->mail.reverse_path, recipient->address,
-                recipient->mailbox.path, (long long)size, result->code,
-                result->status, result->text,
-                result->detail[0] != '\0' ? ": " : "", result->detail);
+    struct log_delivery entry = {
+        .client = s->client,
+        .sender = s->mail.reverse_path,
+        .recipient = recipient->address,
+        .mailbox = recipient->mailbox.path,
+        .size = (long long)size,
+        .code = result->code,
+        .status = result->status,
+        .text = result->text,
+        .detail = result->detail,
+        .delivery_ms = elapsed_ms(start),
+    };
+
+    if (result->notice[0] != '\0') {
+        char notice[sizeof(result->notice) * 2 + 3];
+
+        log_quote(notice, sizeof(notice), result->notice);
+        log_warning("to=<%s> mailbox=%s notice=%s", recipient->address,
+                    recipient->mailbox.path, notice);
+    }
+    if (result->code < 400)
+        s->delivered++;
+    else
+        s->failed++;
+    log_delivery(&entry);
 }
 
 /* Delivers the spooled message to each recipient, replying in order. */
@@ -289,19 +402,32 @@ deliver_all(struct session *s, struct spool *spool)
     snprintf(queue_id, sizeof(queue_id), "%s.%u", s->id, s->transactions);
     for (size_t i = 0; i < s->recipient_count; i++) {
         struct recipient *recipient = s->recipients[i];
-        struct store_reply result;
+        struct store_reply result = {0};
+        struct timespec start;
 
+        /*
+         * The client has gone when a reply cannot be sent, and its MTA
+         * will send the message again to each recipient without a reply,
+         * so delivering now would only make a second copy.
+         */
+        if (s->io.write_failed) {
+            log_warning("sending a reply failed, so the remaining "
+                        "recipients were not delivered: %zu",
+                        s->recipient_count - i);
+            return;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &start);
         if (spool->too_big) {
             store_reply_set(&result, STORE_TOO_BIG, "%lld bytes over %llu",
                             (long long)spool->size, spool->max_size);
         } else if (spool->write_errno != 0) {
-            store_reply_errno(&result, spool->write_errno, "write spool in",
-                              s->config->spool_dir);
+            store_reply_spool_errno(&result, spool->write_errno,
+                                    "write spool in", s->config->spool_dir);
         } else {
             delivery.recipient = recipient->address;
             store_deliver(&delivery, &recipient->mailbox, &result);
         }
-        log_result(s, recipient, spool->size, &result);
+        log_result(s, recipient, spool->size, &result, &start);
         reply_result(s, result.code, result.status, "<%s> %s",
                      recipient->address, result.text);
 
@@ -310,18 +436,25 @@ deliver_all(struct session *s, struct spool *spool)
     }
 }
 
-/* Opens the transaction's spool, or logs why it cannot and returns -1. */
+/*
+ * Opens the transaction's spool.  On failure, logs why, sets failure to
+ * the reply (452 4.3.1 when the file system is full, 451 4.3.0 for the
+ * rest) and returns -1.
+ */
 static int
-open_spool(struct session *s)
+open_spool(struct session *s, struct store_reply *failure)
 {
     if (s->spool != NULL)
         return 0;
     s->spool = malloc(sizeof(*s->spool));
-    if (s->spool != NULL &&
-        spool_open(s->spool, s->config->spool_dir, s->config->max_size) == 0)
+    if (s->spool == NULL)
+        errno = ENOMEM;
+    else if (spool_open(s->spool, s->config->spool_dir,
+                        s->config->max_size) == 0)
         return 0;
-    log_error("cannot open spool in %s: %s", s->config->spool_dir,
-              strerror(errno));
+    store_reply_spool_errno(failure, errno, "open spool in",
+                            s->config->spool_dir);
+    log_error("%s", failure->detail);
     free(s->spool);
     s->spool = NULL;
     return -1;
@@ -345,6 +478,7 @@ lost_message(struct session *s, int status, const char *where)
 static int
 do_data(struct session *s, const char *argument)
 {
+    struct store_reply failure;
     int status;
 
     if (!s->in_transaction || s->chunk_failed) {
@@ -367,11 +501,12 @@ do_data(struct session *s, const char *argument)
         reply(s, 501, "5.5.4", "DATA takes no argument");
         return CONTINUE;
     }
-    if (open_spool(s) < 0) {
-        reply(s, 451, "4.3.0", "local error, try again later");
+    if (open_spool(s, &failure) < 0) {
+        reply(s, failure.code, failure.status, "%s, try again later",
+              failure.text);
         return CONTINUE;
     }
-    lineio_printf(&s->io, "354 start mail input; end with <CRLF>.<CRLF>\r\n");
+    send_line(s, "354 start mail input; end with <CRLF>.<CRLF>");
 
     status = spool_read_data(s->spool, &s->io, s->config->bare_lf);
     if (status != LINEIO_OK)
@@ -383,9 +518,10 @@ do_data(struct session *s, const char *argument)
 
 /*
  * Reads a chunk that cannot be taken, so that the session stays in
- * step, and replies to it.  RFC 2033 section 4.3 gives BDAT LAST one reply
- * per accepted recipient: none when there are none, and the reason for
- * the failure to each one after a rejected chunk.
+ * step, and replies to it: with 503 and reason, or with the reply in
+ * chunk_failure when reason is NULL.  RFC 2033 section 4.3 gives BDAT
+ * LAST one reply per accepted recipient: none when there are none, and
+ * the reason for the failure to each one after a rejected chunk.
  */
 static int
 reject_chunk(struct session *s, unsigned long long size, int last,
@@ -407,6 +543,12 @@ reject_chunk(struct session *s, unsigned long long size, int last,
         reset_transaction(s);
         return CONTINUE;
     }
+    if (!s->chunk_failed && reason == NULL) {
+        s->chunk_failed = 1;
+        reply(s, s->chunk_failure.code, s->chunk_failure.status,
+              "%s, send RSET", s->chunk_failure.text);
+        return CONTINUE;
+    }
     if (!s->chunk_failed) {
         s->chunk_failed = 1;
         reply(s, 503, "5.5.1", "%s", reason);
@@ -425,8 +567,8 @@ reply_chunk(struct session *s, unsigned long long size)
     if (s->spool->too_big) {
         store_reply_set(failure, STORE_TOO_BIG, NULL);
     } else if (s->spool->write_errno != 0) {
-        store_reply_errno(failure, s->spool->write_errno, "write spool in",
-                          s->config->spool_dir);
+        store_reply_spool_errno(failure, s->spool->write_errno,
+                                "write spool in", s->config->spool_dir);
         log_warning("%s", failure->detail);
     } else {
         reply(s, 250, "2.0.0", "%llu octets received", size);
@@ -454,10 +596,8 @@ do_bdat(struct session *s, const char *argument)
         return reject_chunk(s, size, last, "need MAIL command");
     if (s->chunk_failed || s->recipient_count == 0)
         return reject_chunk(s, size, last, "no valid recipients");
-    if (open_spool(s) < 0) {
-        store_reply_set(&s->chunk_failure, STORE_LOCAL_ERROR, NULL);
-        return reject_chunk(s, size, last, "local error, send RSET");
-    }
+    if (open_spool(s, &s->chunk_failure) < 0)
+        return reject_chunk(s, size, last, NULL);
 
     s->chunking = 1;
     status = spool_read_chunk(s->spool, &s->io, size);
@@ -592,11 +732,37 @@ serve_command(struct session *s)
         return CLOSE;
     }
 
+    if (log_verbose())
+        trace_line("<", s->line, length);
     if (memchr(s->line, '\0', length) != NULL) {
         reply(s, 500, "5.5.2", "NUL byte in command");
         return CONTINUE;
     }
     return handlers[command_verb(s->line, &argument)](s, argument);
+}
+
+/*
+ * Creates and drops a spool file in dir, as DATA and BDAT will, so that
+ * a missing or read-only spool folder is found at start.  Returns 0, or
+ * -1 with errno.
+ */
+int
+session_check_spool(const char *dir)
+{
+    struct spool *spool = malloc(sizeof(*spool));
+    int saved;
+
+    if (spool == NULL)
+        return -1;
+    if (spool_open(spool, dir, 0) < 0) {
+        saved = errno;
+        free(spool);
+        errno = saved;
+        return -1;
+    }
+    spool_close(spool);
+    free(spool);
+    return 0;
 }
 
 /*
@@ -608,6 +774,7 @@ int
 session_run(const struct session_config *config, int in_fd, int out_fd,
             const char *client)
 {
+    struct timespec start;
     struct session *s;
     int broken;
 
@@ -616,6 +783,7 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
         free(s);
         return -1;
     }
+    clock_gettime(CLOCK_MONOTONIC, &start);
     s->config = config;
     s->client = client;
     make_session_id(s->id, sizeof(s->id));
@@ -624,7 +792,7 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
 
     lineio_init(&s->io, in_fd, out_fd, config->timeout);
     lineio_set_deadline(&s->io, config->session_timeout);
-    lineio_printf(&s->io, "220 %s LMTP lmtpd ready\r\n", config->hostname);
+    send_line(s, "220 %s LMTP lmtpd ready", config->hostname);
     while (serve_command(s) == CONTINUE && !s->io.write_failed) {
         if (config->max_errors > 0 && s->errors >= config->max_errors) {
             log_warning("%u errors, closing the session", s->errors);
@@ -636,7 +804,11 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
     lineio_flush(&s->io);
 
     broken = s->io.write_failed;
-    log_info("disconnect, %u transactions", s->transactions);
+    log_info("disconnect from %s: %u transactions, %lu recipients "
+             "delivered, %lu failed, %lu ms%s",
+             client[0] != '\0' ? client : "local", s->transactions,
+             s->delivered, s->failed, elapsed_ms(&start),
+             broken ? ", connection broken" : "");
     reset_transaction(s);
     free(s->line);
     free(s);

@@ -13,6 +13,7 @@
 struct session_config {
     const char *map_path;   /* tinycdb user map */
     const char *hostname;   /* greeting and Received */
+    const char *map_host;   /* this host in the map's host= fields */
     const char *delimiters; /* recipient delimiters, "" for none */
     const char *spool_dir;  /* where the message is spooled */
     unsigned long long max_size; /* SIZE limit in bytes, 0 for none */
@@ -27,5 +28,6 @@ struct session_config {
 
 int session_run(const struct session_config *, int in_fd, int out_fd,
                 const char *client);
+int session_check_spool(const char *dir);
 
 #endif

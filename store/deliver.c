@@ -3,6 +3,7 @@
  * per-recipient header block (Return-Path, Delivered-To, Received) and
  * hands it with the spool to the Maildir or mbox writer.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -129,6 +130,33 @@ store_header_block(const struct delivery *d, char *buffer, size_t size)
     return out.len;
 }
 
+/*
+ * Delivers into the Maildir, or its +detail folder, and counts the
+ * message in the inbox's maildirsize, which covers the folders too.  A
+ * failed count leaves the 250 alone and is added to the log detail.
+ */
+static int
+deliver_maildir(const struct delivery *d, const struct mailbox *mb,
+                const char *header, size_t len, struct store_reply *reply)
+{
+    char folder[PATH_MAX];
+    size_t used;
+
+    maildir_choose_folder(mb->path, mb->detail, d->create_folders, folder,
+                          sizeof folder);
+    if (maildir_deliver(folder, header, len, d->spool_fd, d->spool_size,
+                        reply) == -1)
+        return -1;
+    if (quota_maildir_record(mb->path,
+                             len + (unsigned long long)d->spool_size) == -1) {
+        used = strlen(reply->detail);
+        snprintf(reply->detail + used, sizeof reply->detail - used,
+                 "; maildirsize in %s removed after a failed update: %s",
+                 mb->path, strerror(errno));
+    }
+    return 0;
+}
+
 /* What the task that writes one mailbox needs, see privilege_run(). */
 struct mailbox_write {
     const struct delivery *delivery;
@@ -137,7 +165,13 @@ struct mailbox_write {
     size_t header_len;
 };
 
-/* Writes the header block and the spool into the Maildir or the mbox. */
+/*
+ * Checks the quota, then writes the header block and the spool into the
+ * Maildir or the mbox.  This is the task that privilege_run() runs as
+ * the mailbox owner, so the quota check reads maildirsize and the mbox
+ * with the owner's rights, and the maildirsize update and the mbox locks
+ * are taken by the owner too.
+ */
 static int
 write_mailbox(void *arg, struct store_reply *reply)
 {
@@ -145,25 +179,64 @@ write_mailbox(void *arg, struct store_reply *reply)
     const struct delivery *d = job->delivery;
     const struct mailbox *mb = job->mailbox;
 
-    /* TODO: enforce mb->quota_bytes and mb->quota_messages. */
-    if (mb->is_maildir) {
-        char folder[PATH_MAX];
-
-        maildir_choose_folder(mb->path, mb->detail, d->create_folders,
-                              folder, sizeof folder);
-        return maildir_deliver(folder, job->header, job->header_len,
-                               d->spool_fd, d->spool_size, reply);
-    }
+    /* The size as stored: ",S=" in a Maildir, before mbox framing. */
+    if (quota_check(mb, job->header_len + (unsigned long long)d->spool_size,
+                    reply) == -1)
+        return -1;
+    if (mb->is_maildir)
+        return deliver_maildir(d, mb, job->header, job->header_len, reply);
     return mbox_deliver(mb->path, d->reverse_path, d->arrival, job->header,
                         job->header_len, d->spool_fd, d->spool_size, reply);
 }
 
+/* What the task that checks one mailbox's quota needs. */
+struct quota_job {
+    const struct mailbox *mailbox;
+    unsigned long long size;
+};
+
+/* Runs quota_check(), with a 250 reply when the message fits. */
+static int
+check_quota_task(void *arg, struct store_reply *reply)
+{
+    const struct quota_job *job = arg;
+
+    if (quota_check(job->mailbox, job->size, reply) == -1)
+        return -1;
+    store_reply_set(reply, STORE_OK, "%s fits its quota", job->mailbox->path);
+    return 0;
+}
+
+/*
+ * Checks, before the data, that a message of size bytes fits the
+ * mailbox's quota, as quota_check() does.  The check reads and may
+ * rewrite maildirsize, so it runs as the user that privilege_run()
+ * chooses, in a child when lmtpd runs as root; a mailbox without limits
+ * needs no check and no child.  Returns 0 when the message fits, or -1
+ * with the reply set.
+ */
+int
+store_check_quota(const struct mailbox *mb, unsigned long long size,
+                  struct store_reply *reply)
+{
+    struct quota_job job = {mb, size};
+    struct quota_counts limits;
+
+    quota_limits(mb, &limits);
+    if (limits.bytes == 0 && limits.messages == 0)
+        return 0;
+    reply->notice[0] = '\0';
+    return privilege_run(mb, check_quota_task, &job, reply);
+}
+
 /*
  * Delivers the spooled message with its header block to the mailbox, as
- * the user that privilege_run() chooses.  Returns 0 with a 250 reply
- * only when the message is on disk and fsynced.  Returns -1 with the
- * reply set after the writer has removed what it wrote, with the
- * exceptions that maildir_deliver() and mbox_deliver() document.
+ * the user that privilege_run() chooses, after checking that the header
+ * block and the message fit its quota.  Returns 0 with a 250 reply only
+ * when the message is on disk and fsynced.  Returns -1 with the reply
+ * set after the writer has removed what it wrote, with the exceptions
+ * that maildir_deliver() and mbox_deliver() document.  Every field of
+ * the reply, notice included, comes from the task as it ran.
  */
 int
 store_deliver(const struct delivery *d, const struct mailbox *mb,
@@ -172,6 +245,7 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
     char header[HEADER_BLOCK_SIZE];
     struct mailbox_write job = {d, mb, header, 0};
 
+    reply->notice[0] = '\0';
     if (d->spool_size < 0) {
         store_reply_set(reply, STORE_LOCAL_ERROR, "invalid spool size %lld",
                         (long long)d->spool_size);

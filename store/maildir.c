@@ -422,6 +422,7 @@ maildir_deliver(const char *dir, const char *header, size_t header_len,
     off_t size = (off_t)header_len + spool_size;
     int fd, result = -1;
 
+    reply->notice[0] = '\0';
     if (dir_len < 2 || dir[dir_len - 1] != '/' || dir[0] != '/') {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "maildir %s: not an absolute path ending in '/'", dir);

@@ -1,7 +1,8 @@
 /*
  * mbox.c: appends a message to an mbox file in the mboxrd format, under
- * a dotlock and an fcntl() lock.  When a write fails, the file is cut
- * back to its old size, so a failed delivery leaves no partial message.
+ * the locks of mboxlock.c.  When a write fails, the file is cut back to
+ * its old size, so a failed delivery leaves no partial message.  When the
+ * process is killed, the next delivery cuts it instead.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,16 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "store/mboxlock.h"
 #include "store/store.h"
 
 /* Size of the spool read buffer and of the mbox write buffer. */
 #define BUFFER_SIZE 65536
-
-/* Pause between two attempts to take a lock: 100 ms. */
-#define LOCK_RETRY_NS 100000000L
-
-/* Maximum wait in seconds for both locks of one delivery. */
-static unsigned lock_timeout = 30;
 
 /*
  * Buffered output to the mbox with mboxrd quoting.  At a line start the
@@ -35,16 +31,27 @@ struct mbox_writer {
     size_t held_quotes; /* '>' bytes held back at this line start */
     size_t held_from;   /* bytes of "From " held back after them */
     char last;          /* last byte of input, '\n' before any */
+    int flushed;        /* some bytes have gone to the file */
     size_t len;         /* bytes in buffer */
     char buffer[BUFFER_SIZE];
 };
 
-/* Sets the maximum wait for the dotlock and the fcntl() lock together. */
-void
-mbox_set_lock_timeout(unsigned seconds)
-{
-    lock_timeout = seconds;
-}
+/* One append in progress, from the locks to the result. */
+struct mbox_append {
+    int fd;
+    const char *path;
+    dev_t dev; /* the mbox that the locks are held on */
+    ino_t ino;
+    struct mbox_lock lock;
+    off_t old_size;   /* the size to cut back to on failure */
+    int keep_dotlock; /* leave the dotlock's record for the next delivery */
+    const char *reverse_path;
+    time_t arrival;
+    const char *header;
+    size_t header_len;
+    int spool_fd;
+    off_t spool_size;
+};
 
 static void
 writer_flush(struct mbox_writer *w)
@@ -56,6 +63,7 @@ writer_flush(struct mbox_writer *w)
         written = write(w->fd, w->buffer + done, w->len - done);
         if (written == -1 && errno == EINTR)
             continue;
+        w->flushed = 1;
         if (written <= 0)
             w->error = written == -1 ? errno : EIO;
         else
@@ -194,135 +202,6 @@ writer_from_line(struct mbox_writer *w, const char *reverse_path,
     writer_put(w, date, strlen(date));
 }
 
-/* Sleeps before the next lock attempt, or returns -1 past the deadline. */
-static int
-wait_for_retry(const struct timespec *deadline)
-{
-    struct timespec now;
-    struct timespec pause = {0, LOCK_RETRY_NS};
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (now.tv_sec > deadline->tv_sec ||
-        (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec))
-        return -1;
-    nanosleep(&pause, NULL);
-    return 0;
-}
-
-/*
- * Checks the file that holds the dotlock path.  A symbolic link, a
- * file of another type or a file with more links is no lock that a mail
- * reader took, but a trap: waiting for it would only delay the 451.
- * NOTE: liblockfile takes a dotlock by link() from a unique name, so for
- * an instant its lock has two links, and a delivery that looks then is
- * deferred.
- */
-static int
-check_dotlock(const char *lock_path, struct store_reply *reply)
-{
-    struct stat st;
-
-    if (lstat(lock_path, &st) == -1)
-        return errno == ENOENT ? 0 : -1;
-    if (S_ISLNK(st.st_mode)) {
-        store_reply_set(reply, STORE_LOCAL_ERROR,
-                        "dotlock %s: symbolic link, not followed", lock_path);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
-        store_reply_set(reply, STORE_LOCAL_ERROR,
-                        "dotlock %s: not a regular file with one link "
-                        "(%lu links)", lock_path, (unsigned long)st.st_nlink);
-        return -1;
-    }
-    return 0;
-}
-
-/*
- * Creates the dotlock "<mbox>.lock" with O_EXCL, the lock that mail
- * readers without fcntl() locks honour.  O_EXCL never follows a link,
- * and check_dotlock() rejects one that is in the way.
- * NOTE: this needs write access to the mbox's folder.  Where a mail spool
- * lets only group "mail" create files, every delivery fails with 451.
- */
-static int
-take_dotlock(const char *lock_path, const struct timespec *deadline,
-             struct store_reply *reply)
-{
-    int fd;
-
-    for (;;) {
-        fd = open(lock_path,
-                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            close(fd);
-            return 0;
-        }
-        if (errno != EEXIST) {
-            store_reply_errno(reply, errno, "create dotlock", lock_path);
-            return -1;
-        }
-        if (check_dotlock(lock_path, reply) == -1)
-            return -1;
-        /* TODO: remove a dotlock that a crashed process left behind. */
-        if (wait_for_retry(deadline) == -1) {
-            store_reply_set(reply, STORE_BUSY, "dotlock %s exists after %u s",
-                            lock_path, lock_timeout);
-            return -1;
-        }
-    }
-}
-
-/* Takes a write lock on the whole file, waiting up to the deadline. */
-static int
-take_fcntl_lock(int fd, const char *path, const struct timespec *deadline,
-                struct store_reply *reply)
-{
-    struct flock lock;
-
-    memset(&lock, 0, sizeof lock);
-    lock.l_type = F_WRLCK;
-    lock.l_whence = SEEK_SET;
-
-    for (;;) {
-        if (fcntl(fd, F_SETLK, &lock) == 0)
-            return 0;
-        if (errno != EACCES && errno != EAGAIN && errno != EINTR) {
-            store_reply_errno(reply, errno, "lock", path);
-            return -1;
-        }
-        if (wait_for_retry(deadline) == -1) {
-            store_reply_set(reply, STORE_BUSY, "mbox %s locked after %u s",
-                            path, lock_timeout);
-            return -1;
-        }
-    }
-}
-
-/*
- * Takes the dotlock, then the fcntl() lock, within one deadline.  As
- * each wait is bounded, a program that takes them in the other order
- * can delay this one but not deadlock with it.  On failure, neither lock
- * is held.
- */
-static int
-lock_mbox(int fd, const char *path, const char *lock_path,
-          struct store_reply *reply)
-{
-    struct timespec deadline;
-
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += lock_timeout;
-
-    if (take_dotlock(lock_path, &deadline, reply) == -1)
-        return -1;
-    if (take_fcntl_lock(fd, path, &deadline, reply) == -1) {
-        unlink(lock_path);
-        return -1;
-    }
-    return 0;
-}
-
 /*
  * Checks that the mbox is a regular file with one link and owned by the
  * effective user, so that a link planted by another user cannot direct
@@ -355,15 +234,17 @@ check_mbox(const struct stat *st, const char *path, struct store_reply *reply)
 
 /*
  * Opens an existing mbox, or creates a new one with O_EXCL so that no
- * file planted in between is taken for it.  O_NOFOLLOW rejects a
- * symbolic link.  O_NONBLOCK keeps open() of a FIFO from waiting for a
- * reader, and has no effect on the regular file that check_mbox() wants.
+ * file planted in between is taken for it.  It is opened for reading
+ * too, because an interrupted delivery's partial message is compared
+ * before it is cut.  O_NOFOLLOW rejects a symbolic link.  O_NONBLOCK
+ * keeps open() of a FIFO from waiting for a reader, and has no effect on
+ * the regular file that check_mbox() wants.
  */
 static int
 open_or_create(const char *path, struct store_reply *reply)
 {
-    const int flags = O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
-                      O_NOCTTY | O_CLOEXEC;
+    const int flags = O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                      O_CLOEXEC;
     struct stat st;
     int attempt, fd = -1;
 
@@ -409,28 +290,24 @@ open_mbox(const char *path, struct store_reply *reply)
 /*
  * Checks, with the locks held, that the path still names the open file:
  * a mail reader may have replaced the mbox while this process waited.
- * Stores the size to cut back to if the delivery fails.
  */
 static int
-check_locked_mbox(int fd, const char *path, off_t *old_size,
+check_locked_mbox(int fd, const char *path, struct stat *st,
                   struct store_reply *reply)
 {
-    struct stat st, path_st;
+    struct stat path_st;
 
-    if (fstat(fd, &st) == -1) {
+    if (fstat(fd, st) == -1) {
         store_reply_errno(reply, errno, "fstat", path);
         return -1;
     }
-    if (lstat(path, &path_st) == -1 || path_st.st_dev != st.st_dev ||
-        path_st.st_ino != st.st_ino) {
+    if (lstat(path, &path_st) == -1 || path_st.st_dev != st->st_dev ||
+        path_st.st_ino != st->st_ino) {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "mbox %s: replaced while waiting for the lock", path);
         return -1;
     }
-    if (check_mbox(&st, path, reply) == -1)
-        return -1;
-    *old_size = st.st_size;
-    return 0;
+    return check_mbox(st, path, reply);
 }
 
 /* Copies the spool through the writer, by explicit offsets. */
@@ -467,103 +344,198 @@ copy_body(struct mbox_writer *w, int spool_fd, off_t spool_size,
 }
 
 /*
- * Cuts the mbox back to old_size after a failed append.  The reply
+ * Cuts the mbox back to its old size after a failed append.  The reply
  * already contains the first error, and a failed cut is added to its
- * detail.
+ * detail.  Returns -1 when the cut failed.
  */
-static void
-roll_back(int fd, const char *path, off_t old_size, struct store_reply *reply)
+static int
+roll_back(const struct mbox_append *a, struct store_reply *reply)
 {
     size_t used;
 
-    if (ftruncate(fd, old_size) == 0 && fsync(fd) == 0)
-        return;
+    if (ftruncate(a->fd, a->old_size) == 0 && fsync(a->fd) == 0)
+        return 0;
     used = strlen(reply->detail);
     snprintf(reply->detail + used, sizeof reply->detail - used,
-             "; cutting %s back to %lld bytes failed: %s", path,
-             (long long)old_size, strerror(errno));
+             "; cutting %s back to %lld bytes failed: %s", a->path,
+             (long long)a->old_size, strerror(errno));
+    return -1;
 }
 
-/* Writes the From line, header block, quoted body and blank line. */
+/*
+ * Records in the dotlock where the append starts, before its first byte
+ * reaches the file.  The prefix is what the writer holds so far: the
+ * From line and the header block.
+ */
 static int
-append_message(int fd, const char *path, const char *reverse_path,
-               time_t arrival, const char *header, size_t header_len,
-               int spool_fd, off_t spool_size, off_t old_size,
-               struct store_reply *reply)
+record_start(struct mbox_append *a, const struct stat *st,
+             const struct mbox_writer *w, struct store_reply *reply)
+{
+    if (w->flushed || w->error != 0) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "mbox %s: header block of %zu bytes too long", a->path,
+                        a->header_len);
+        return -1;
+    }
+    return mbox_lock_record(&a->lock, st, a->old_size, w->buffer, w->len,
+                            reply);
+}
+
+/*
+ * Writes the From line, header block, quoted body and blank line, and
+ * fsyncs.  The locks are held and the mbox checked.
+ */
+static int
+write_message(struct mbox_append *a, const struct stat *st,
+              struct store_reply *reply)
 {
     struct mbox_writer w;
 
-    w.fd = fd;
+    w.fd = a->fd;
     w.error = 0;
     w.at_line_start = 1;
     w.held_quotes = w.held_from = 0;
     w.last = '\n';
+    w.flushed = 0;
     w.len = 0;
 
-    writer_from_line(&w, reverse_path, arrival);
-    writer_quote(&w, header, header_len);
-    if (copy_body(&w, spool_fd, spool_size, reply) == -1)
-        goto fail;
+    writer_from_line(&w, a->reverse_path, a->arrival);
+    writer_quote(&w, a->header, a->header_len);
+    if (record_start(a, st, &w, reply) == -1)
+        return -1;
+    if (copy_body(&w, a->spool_fd, a->spool_size, reply) == -1)
+        return -1;
     writer_end_message(&w);
     if (w.error != 0) {
-        store_reply_errno(reply, w.error, "write", path);
-        goto fail;
+        store_reply_errno(reply, w.error, "write", a->path);
+        return -1;
     }
-    if (fsync(fd) == -1) {
-        store_reply_errno(reply, errno, "fsync", path);
-        goto fail;
+    if (fsync(a->fd) == -1) {
+        store_reply_errno(reply, errno, "fsync", a->path);
+        return -1;
     }
     return 0;
+}
 
-fail:
-    roll_back(fd, path, old_size, reply);
+/*
+ * Appends the message with both locks held, after cutting off what an
+ * interrupted delivery left.  Returns 0 once the message is fsynced.
+ * Returns -1 with the mbox cut back to its old size, or, when that cut
+ * fails, with keep_dotlock set, so that the next delivery makes the cut.
+ */
+static int
+append_locked(struct mbox_append *a, struct store_reply *reply)
+{
+    struct stat st;
+
+    if (check_locked_mbox(a->fd, a->path, &st, reply) == -1)
+        return -1;
+    a->dev = st.st_dev;
+    a->ino = st.st_ino;
+    if (mbox_lock_recover(&a->lock, a->fd, a->path, &st, &a->old_size, reply) ==
+        -1) {
+        a->keep_dotlock = 1;
+        return -1;
+    }
+    if (write_message(a, &st, reply) == 0)
+        return 0;
+    if (roll_back(a, reply) == -1)
+        a->keep_dotlock = 1;
     return -1;
+}
+
+/*
+ * Cuts the message off after the mbox was closed, through a new
+ * descriptor.  The dotlock, still held, keeps other deliveries out.
+ */
+static int
+reopen_and_roll_back(struct mbox_append *a, struct store_reply *reply)
+{
+    struct stat st;
+    size_t used;
+    int result = -1;
+
+    a->fd =
+        open(a->path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (a->fd >= 0 && fstat(a->fd, &st) == 0 && st.st_dev == a->dev &&
+        st.st_ino == a->ino) {
+        result = roll_back(a, reply);
+    } else {
+        used = strlen(reply->detail);
+        snprintf(reply->detail + used, sizeof reply->detail - used,
+                 "; reopening %s to cut it back failed", a->path);
+    }
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+    return result;
+}
+
+/*
+ * Closes the mbox, which drops its fcntl() lock, then removes the
+ * dotlock.  close(2) may report a write error that fsync() did not, as
+ * NFS can, and then the message is cut off.  A 250 is given only once
+ * the dotlock is gone, because a dotlock left with this append's record
+ * would make the next delivery cut the message off.
+ */
+static int
+finish_append(struct mbox_append *a, int result, struct store_reply *reply)
+{
+    int closed = close(a->fd);
+
+    a->fd = -1;
+    if (result == 0 && closed == -1) {
+        store_reply_errno(reply, errno, "close", a->path);
+        result = -1;
+        if (reopen_and_roll_back(a, reply) == -1)
+            a->keep_dotlock = 1;
+    }
+
+    if (result == 0 && mbox_lock_remove(&a->lock) == -1) {
+        store_reply_errno(reply, errno, "remove dotlock", a->lock.path);
+        result = -1;
+        reopen_and_roll_back(a, reply);
+    } else if (result == -1 && !a->keep_dotlock) {
+        mbox_lock_remove(&a->lock);
+    }
+    mbox_lock_release(&a->lock);
+    return result;
 }
 
 /*
  * Appends the message to the mbox at path, creating the file if missing
  * (its folder must exist).  Returns 0 with a 250 reply once the message
  * is fsynced.  Returns -1 with the reply set and the mbox as it was,
- * unless cutting it back failed, which the reply's detail then reports.
+ * unless cutting it back failed, which the reply's detail then reports,
+ * and the next delivery then cuts.
  */
 int
 mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
              const char *header, size_t header_len, int spool_fd,
              off_t spool_size, struct store_reply *reply)
 {
-    char lock_path[PATH_MAX];
-    off_t old_size;
-    int fd, result = -1;
+    struct mbox_append a = {
+        .path = path,
+        .reverse_path = reverse_path,
+        .arrival = arrival,
+        .header = header,
+        .header_len = header_len,
+        .spool_fd = spool_fd,
+        .spool_size = spool_size,
+    };
+    int result;
 
-    if ((size_t)snprintf(lock_path, sizeof lock_path, "%s.lock", path) >=
-        sizeof lock_path) {
-        store_reply_errno(reply, ENAMETOOLONG, "dotlock for", path);
+    reply->notice[0] = '\0';
+    a.fd = open_mbox(path, reply);
+    if (a.fd == -1)
+        return -1;
+    if (mbox_lock(&a.lock, a.fd, path, reply) == -1) {
+        close(a.fd);
         return -1;
     }
-    fd = open_mbox(path, reply);
-    if (fd == -1)
-        return -1;
-    if (lock_mbox(fd, path, lock_path, reply) == -1) {
-        close(fd);
-        return -1;
-    }
 
-    if (check_locked_mbox(fd, path, &old_size, reply) == 0 &&
-        append_message(fd, path, reverse_path, arrival, header, header_len,
-                       spool_fd, spool_size, old_size, reply) == 0) {
+    result = append_locked(&a, reply);
+    if (result == 0)
         store_reply_set(reply, STORE_OK, "mbox %s", path);
-        result = 0;
-    }
-
-    /*
-     * close() drops the fcntl() lock, then the dotlock goes.  A failed
-     * close() after fsync() leaves the message in the mbox, but 451 is
-     * safer than 250 for a write the system may not have finished.
-     */
-    if (close(fd) == -1 && result == 0) {
-        store_reply_errno(reply, errno, "close", path);
-        result = -1;
-    }
-    unlink(lock_path);
-    return result;
+    return finish_append(&a, result, reply);
 }

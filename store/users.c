@@ -213,8 +213,10 @@ parse_quota(struct mailbox *mb, const char *value, size_t len, char *why,
 {
     char quoted[QUOTED_SIZE];
 
-    if (parse_size(value, len, &mb->quota_bytes) == 0)
+    if (parse_size(value, len, &mb->quota_bytes) == 0) {
+        mb->has_quota = 1;
         return 0;
+    }
     quote_text(quoted, sizeof quoted, value, len);
     snprintf(why, why_size, "invalid size %s", quoted);
     return -1;
@@ -279,10 +281,64 @@ parse_gid(struct mailbox *mb, const char *value, size_t len, char *why,
     return 0;
 }
 
+static int
+is_label_byte(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '-';
+}
+
+/*
+ * Checks a host name: dot-separated labels of ASCII letters, digits and
+ * hyphens that neither start nor end with a hyphen (RFC 952 as RFC 1123
+ * section 2.1 relaxes it), 1 to 63 bytes each (RFC 1035 section 2.3.4),
+ * at most USERS_HOST_NAME_MAX bytes in all.  An IPv4 address in dotted
+ * form passes too.  A trailing dot is rejected, so that each host has one
+ * spelling to compare.  Returns 1 when the name is valid, 0 otherwise.
+ */
+int
+users_host_name_is_valid(const char *name, size_t len)
+{
+    size_t start = 0;
+    size_t end;
+
+    if (len == 0 || len > USERS_HOST_NAME_MAX)
+        return 0;
+    while (start <= len) {
+        end = start;
+        while (end < len && name[end] != '.') {
+            if (!is_label_byte(name[end]))
+                return 0;
+            end++;
+        }
+        if (end == start || end - start > 63 || name[start] == '-' ||
+            name[end - 1] == '-')
+            return 0;
+        start = end + 1;
+    }
+    return 1;
+}
+
+static int
+parse_host(struct mailbox *mb, const char *value, size_t len, char *why,
+           size_t why_size)
+{
+    char quoted[QUOTED_SIZE];
+
+    if (users_host_name_is_valid(value, len)) {
+        memcpy(mb->host, value, len);
+        mb->host[len] = '\0';
+        return 0;
+    }
+    quote_text(quoted, sizeof quoted, value, len);
+    snprintf(why, why_size, "invalid host name %s", quoted);
+    return -1;
+}
+
 static const struct field fields[] = {
     {"mailbox", parse_mailbox},   {"quota", parse_quota},
     {"messages", parse_messages}, {"uid", parse_uid},
-    {"gid", parse_gid},
+    {"gid", parse_gid},           {"host", parse_host},
 };
 
 #define FIELD_COUNT (sizeof fields / sizeof fields[0])
@@ -335,6 +391,7 @@ parse_field(struct mailbox *mb, const char *text, size_t len, unsigned *seen,
 /*
  * Parses a map value such as "mailbox=/var/mail/alice/ quota=1G": fields
  * separated by spaces or tabs, each at most once, "mailbox" required.
+ * host= is optional, and mb->host is "" without it.
  * Fills mb (key and detail become "") and returns 0, or returns -1 with
  * a message naming the field in error and mb unchanged.
  */
@@ -369,6 +426,37 @@ users_parse_record(const char *value, size_t len, struct mailbox *mb,
     }
     *mb = parsed;
     return 0;
+}
+
+/* Compares two host names without regard to ASCII case (RFC 4343). */
+static int
+host_names_equal(const char *a, const char *b)
+{
+    while (*a != '\0' && fold_ascii(*a) == fold_ascii(*b)) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+/*
+ * Checks that the mailbox lives on this host: its record has no host=
+ * field, or one that names this_host.  Returns 0 then and leaves reply
+ * alone.  Otherwise returns -1 with 450 4.4.0 "mailbox is on <host>", so
+ * that the MTA keeps a message that its routing sent to the wrong host.
+ */
+int
+users_check_home(const struct mailbox *mb, const char *this_host,
+                 struct store_reply *reply)
+{
+    if (mb->host[0] == '\0' || host_names_equal(mb->host, this_host))
+        return 0;
+
+    store_reply_set(reply, STORE_OTHER_HOST,
+                    "map key \"%s\" names host %s, not this host %s",
+                    mb->key, mb->host, this_host);
+    snprintf(reply->text, sizeof reply->text, "mailbox is on %s", mb->host);
+    return -1;
 }
 
 /*
@@ -560,4 +648,29 @@ users_lookup(const char *map_path, const char *address, const char *delimiters,
     cdb_free(&cdb);
     close(fd);
     return result;
+}
+
+/*
+ * Opens the map as users_lookup() does, so that a map that is missing,
+ * unreadable or not a cdb file is found at start.  Returns 0, or -1
+ * with errno: EPROTO when the file is not a cdb map.
+ */
+int
+users_check_map(const char *map_path)
+{
+    struct cdb cdb;
+    int fd, saved;
+
+    fd = open(map_path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    if (cdb_init(&cdb, fd) == -1) {
+        saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    cdb_free(&cdb);
+    close(fd);
+    return 0;
 }

@@ -2,10 +2,15 @@
 
 swaks sends mail over SMTP to a Postfix instance with its own
 configuration, queue and log under tests/work/postfix/.  Postfix hands
-every message for example.com to lmtpd over LMTP on a unix socket, and
-the tests read Postfix's log and the mailboxes.  Nothing can leave the
-host: the default, relay and local transports are the error transport,
-and master.cf has no smtp client service.
+every message for the virtual domain example.com to lmtpd over LMTP
+(virtual_transport), and local(8) hands every message for its own host
+name to lmtpd too, after alias expansion (mailbox_transport).  lmtpd
+listens on private/lmtpd in the queue folder, so both settings are the
+ones docs/recipes.md shows.  Mail for the relay domain example.net goes
+to a second lmtpd that runs with --quota-tempfail.  The tests read
+Postfix's log and the mailboxes.  Nothing can leave the host: the
+default and relay transports are the error transport, and master.cf has
+no smtp client service (see tests/lib/postfix.py).
 
 Needs root (Postfix's master and lmtpd writing the mailboxes), Postfix
 and swaks.  Without them the suite is skipped.
@@ -13,23 +18,18 @@ and swaks.  Without them the suite is skipped.
 Run: TESTS=postfix python3 tests/run.py
 """
 
-import functools
 import mailbox
 import os
 import pwd
 import re
-import shutil
-import socket
 import subprocess
-import time
 import unittest
 
-from harness import LmtpdServer, make_folder
+from harness import WORK, LmtpdServer, read_recipe
+from postfix import (POSTFIX_HOSTNAME, PostfixTestCase, missing_requirement,
+                     print_log_on_failure)
 
 INSTANCE = "postfix"
-POSTFIX_HOSTNAME = "postfix.test.example"
-# Maximum wait in seconds for all deliveries of one test.
-DELIVERY_TIMEOUT = 60
 
 SENDER = "sender@example.com"
 UNKNOWN_RECIPIENT = "nobody@example.com"
@@ -42,118 +42,26 @@ USERS = {
     "null-mbox@example.com": "null.mbox",
     "dots@example.com": "dots/",
     "dots-mbox@example.com": "dots.mbox",
+    "quota-sender@example.com": "quota-sender/",
+    # A local(8) recipient of the host name, and the one its alias names.
+    "carol@" + POSTFIX_HOSTNAME: "carol/",
 }
+# Recipients of the host name that are aliases, for local(8).
+ALIASES = {"postmaster": "carol"}
+# The socket in Postfix's queue folder, as the lmtp client logs it.
+RELAY = "%s[private/lmtpd]" % POSTFIX_HOSTNAME
 
-MAIN_CF = """\
-compatibility_level = 3.6
-queue_directory = {queue}
-data_directory = {data}
-maillog_file = {log}
-maillog_file_prefixes = {folder}
-myhostname = {hostname}
-mydomain = test.example
-myorigin = $myhostname
-mydestination =
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost =
-relay_domains =
-virtual_mailbox_domains = example.com
-virtual_transport = lmtp:unix:{socket}
-default_transport = error:no outside mail in tests
-relay_transport = error:no outside mail in tests
-local_transport = error:no local mail in tests
-alias_maps =
-alias_database =
-local_recipient_maps =
-notify_classes =
-biff = no
-smtpd_peername_lookup = no
-smtp_host_lookup = native
-smtp_dns_support_level = disabled
-lmtp_host_lookup = native
-lmtp_dns_support_level = disabled
-# lmtpd's map is the only recipient check, so that a recipient it does
-# not know reaches it and gets its 550 5.1.1.
-smtpd_reject_unlisted_recipient = no
-"""
-
-# Column 5 (chroot) is "n" everywhere, so the lmtp client reaches the
-# socket by its full path.  There is no smtp service on purpose.
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix n - n 60 1 pickup
-cleanup   unix n - n - 0 cleanup
-qmgr      unix n - n 300 1 qmgr
-rewrite   unix - - n - - trivial-rewrite
-bounce    unix - - n - 0 bounce
-defer     unix - - n - 0 bounce
-trace     unix - - n - 0 bounce
-verify    unix - - n - 1 verify
-flush     unix n - n 1000? 0 flush
-proxymap  unix - - n - - proxymap
-showq     unix n - n - - showq
-error     unix - - n - - error
-retry     unix - - n - - error
-discard   unix - - n - - discard
-lmtp      unix - - n - - lmtp
-anvil     unix - - n - 1 anvil
-scache    unix - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
-
-
-def free_port():
-    """Return a loopback TCP port that nothing listens on right now.
-    NOTE: another process may take it before Postfix binds it, and then
-    postfix start fails with the port named in the log."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def missing_requirement():
-    """Return why the suite cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "needs root to run a private Postfix instance"
-    for program in ("postfix", "postconf", "postqueue", "swaks"):
-        if shutil.which(program) is None:
-            return "%s not found in PATH: install postfix and swaks" % program
-    try:
-        pwd.getpwnam("postfix")
-    except KeyError:
-        return "user postfix not found: install the postfix package"
-    return None
-
-
-def print_log_on_failure(test):
-    """Print the Postfix log lines of the test's queue ids if it fails."""
-    @functools.wraps(test)
-    def wrapper(self):
-        try:
-            test(self)
-        except unittest.SkipTest:
-            raise
-        except Exception:
-            print("\nPostfix log for queue ids %s:\n%s"
-                  % (" ".join(self.queue_ids),
-                     "\n".join(self.log_lines(self.queue_ids))))
-            raise
-    return wrapper
-
-
-def sent_body(transcript):
-    """Return the message body that a swaks transcript shows after DATA,
-    with dot-stuffing undone and LF line ends."""
-    lines = transcript.splitlines()
-    start = [i for i, line in enumerate(lines)
-             if line.startswith("<-  354 ")][0] + 1
-    end = lines.index(" -> .", start)
-    data = [line[len(" -> "):] for line in lines[start:end]]
-    body = [line[1:] if line.startswith(".") else line
-            for line in data[data.index("") + 1:]]
-    return "\n".join(body) + "\n"
+# A full mailbox behind each lmtpd: the second runs with --quota-tempfail
+# and gets the mail for example.net.
+FULL_RECIPIENT = "full@example.com"
+FULL_TEMPFAIL_RECIPIENT = "full@example.net"
+QUOTA_SENDER = "quota-sender@example.com"
+TEMPFAIL_USERS = {
+    FULL_TEMPFAIL_RECIPIENT: "mailbox=%s/full/ quota=100"
+    % os.path.join(WORK, INSTANCE, "lmtpd-tempfail", "mail"),
+}
+USERS[FULL_RECIPIENT] = ("mailbox=%s/full/ quota=100"
+                         % os.path.join(WORK, INSTANCE, "lmtpd", "mail"))
 
 
 def unquote_mboxrd(text):
@@ -161,68 +69,9 @@ def unquote_mboxrd(text):
     return re.sub(r"(?m)^>(>*From )", r"\1", text)
 
 
-def fresh_instance_folder():
-    """Stop a Postfix instance left running by an interrupted run, then
-    return the emptied folder tests/work/postfix."""
-    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                          "work", INSTANCE)
-    config = os.path.join(folder, "etc")
-    if os.path.exists(os.path.join(config, "main.cf")):
-        stop_instance(config)
-    return make_folder(INSTANCE)
-
-
-def stop_instance(config):
-    """Stop the instance with `postfix -c config stop` and wait for its
-    master process to exit."""
-    queue = subprocess.run(["postconf", "-c", config, "-h",
-                            "queue_directory"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True, check=False).stdout.strip()
-    pid = None
-    try:
-        with open(os.path.join(queue, "pid", "master.pid")) as f:
-            pid = int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        pass
-    subprocess.run(["postfix", "-c", config, "stop"],
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=60, check=False)
-    deadline = time.monotonic() + 20
-    while pid is not None and time.monotonic() < deadline:
-        try:
-            with open("/proc/%d/comm" % pid) as f:
-                if f.read().strip() != "master":
-                    return
-        except FileNotFoundError:
-            return
-        time.sleep(0.1)
-
-
-def wait_for_port(port):
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("Postfix smtpd not listening on "
-                                   "127.0.0.1:%d" % port)
-            time.sleep(0.1)
-
-
-def read_log_tail(path, count=40):
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "\n".join(f.read().splitlines()[-count:])
-    except FileNotFoundError:
-        return "(no log file %s)" % path
-
-
-class PostfixTest(unittest.TestCase):
-    postfix = None
+class PostfixTest(PostfixTestCase):
     lmtpd = None
+    lmtpd_tempfail = None
 
     @classmethod
     def setUpClass(cls):
@@ -230,155 +79,96 @@ class PostfixTest(unittest.TestCase):
         if reason is not None:
             raise unittest.SkipTest(reason)
         try:
-            cls.start_instance()
+            cls.start_servers()
         except BaseException:
             cls.tearDownClass()
             raise
 
     @classmethod
-    def start_instance(cls):
-        cls.config = os.path.join(fresh_instance_folder(), "etc")
-        cls.folder = os.path.dirname(cls.config)
-        os.makedirs(cls.config)
-        os.chmod(cls.folder, 0o755)
-        cls.queue = os.path.join(cls.folder, "queue")
-        cls.maillog = os.path.join(cls.folder, "maillog")
-        # postfix check creates the queue's subfolders, not the queue.
-        os.makedirs(cls.queue, mode=0o755)
+    def start_servers(cls):
+        # Postfix's lmtp client runs as user postfix, so the socket of
+        # the second lmtpd and its folder are opened up.
+        cls.lmtpd_tempfail = LmtpdServer(INSTANCE + "/lmtpd-tempfail",
+                                         TEMPFAIL_USERS,
+                                         extra_args=["--quota-tempfail"])
+        os.chmod(cls.lmtpd_tempfail.folder, 0o755)
+        os.chmod(cls.lmtpd_tempfail.socket_path, 0o666)
 
-        # lmtpd runs as root and writes the mailboxes.  Postfix's lmtp
-        # client runs as user postfix, so it needs the socket and its
-        # folder opened up.
-        cls.lmtpd = LmtpdServer(INSTANCE + "/lmtpd", USERS)
-        os.chmod(cls.lmtpd.folder, 0o755)
-        os.chmod(cls.lmtpd.socket_path, 0o666)
+        aliases = ", ".join("%s=%s" % pair for pair in ALIASES.items())
+        cls.configure_postfix(INSTANCE + "/postfix", "\n".join([
+            "mydestination = $myhostname",
+            "virtual_mailbox_domains = example.com",
+            "virtual_transport = lmtp:unix:private/lmtpd",
+            "mailbox_transport = lmtp:unix:private/lmtpd",
+            "lmtp_assume_final = yes",
+            "local_transport = local:$myhostname",
+            "alias_maps = inline:{ %s }" % aliases,
+            "relay_domains = example.net",
+            "transport_maps = inline:{ example.net=lmtp:unix:%s }"
+            % cls.lmtpd_tempfail.socket_path,
+            ""]), services="local     unix - n n - - local\n")
+        # postfix check makes the queue's private/ folder for the socket.
+        cls.run_postfix_command(["postfix", "-c", cls.config, "check"])
 
-        cls.port = free_port()
-        with open(os.path.join(cls.config, "main.cf"), "w") as f:
-            f.write(MAIN_CF.format(queue=cls.queue,
-                                   data=os.path.join(cls.folder, "data"),
-                                   log=cls.maillog, folder=cls.folder,
-                                   hostname=POSTFIX_HOSTNAME,
-                                   socket=cls.lmtpd.socket_path))
-        with open(os.path.join(cls.config, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(port=cls.port))
-
-        check = cls.postfix_command("check")
-        if check.returncode != 0:
-            raise RuntimeError("postfix -c %s check failed (exit %d):\n%s\n"
-                               "log:\n%s" % (cls.config, check.returncode,
-                                             check.stdout,
-                                             read_log_tail(cls.maillog)))
-        cls.postfix = cls.config
-        start = cls.postfix_command("start")
-        if start.returncode != 0:
-            raise RuntimeError("postfix -c %s start failed (exit %d):\n%s\n"
-                               "log:\n%s" % (cls.config, start.returncode,
-                                             start.stdout, read_log_tail(
-                                                 cls.maillog)))
-        wait_for_port(cls.port)
-
-    @classmethod
-    def postfix_command(cls, action):
-        return subprocess.run(["postfix", "-c", cls.config, action],
-                              stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True,
-                              timeout=60, check=False)
+        # lmtpd runs as root and writes the mailboxes.  The socket is
+        # owned by postfix with mode 0600, as lmtpd.socket makes it.
+        cls.lmtpd = LmtpdServer(INSTANCE + "/lmtpd", USERS,
+                                socket_path=os.path.join(cls.queue,
+                                                         "private", "lmtpd"))
+        postfix = pwd.getpwnam("postfix")
+        os.chown(cls.lmtpd.socket_path, postfix.pw_uid, postfix.pw_gid)
+        os.chmod(cls.lmtpd.socket_path, 0o600)
+        cls.start_postfix()
 
     @classmethod
     def tearDownClass(cls):
-        if cls.postfix is not None:
-            stop_instance(cls.postfix)
-            cls.postfix = None
+        cls.stop_postfix()
         if cls.lmtpd is not None:
             cls.lmtpd.stop()
             cls.lmtpd = None
+        if cls.lmtpd_tempfail is not None:
+            cls.lmtpd_tempfail.stop()
+            cls.lmtpd_tempfail = None
 
-    def setUp(self):
-        self.queue_ids = []
-        self.deadline = time.monotonic() + DELIVERY_TIMEOUT
+    # Helpers: the queue, the mailboxes.
 
-    # Helpers: sending, the log, the mailboxes.
+    def delete_from_queue(self, queue_id):
+        """Delete a deferred message, so that Postfix does not retry it
+        while the other tests run."""
+        result = subprocess.run(["postsuper", "-c", self.config, "-d",
+                                 queue_id],
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                timeout=60, check=False)
+        self.assertEqual(result.returncode, 0, result.stdout)
 
-    def swaks(self, sender, recipients, body, subject):
-        """Send one message with swaks.  Return its Postfix queue id and
-        the message body as swaks sent it, with LF line ends."""
-        result = subprocess.run(
-            ["swaks", "--server", "127.0.0.1", "--port", str(self.port),
-             "--helo", "client.test.example", "--timeout", "30",
-             "--from", sender, "--to", ",".join(recipients),
-             "--header", "Subject: " + subject, "--body", body],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
-        self.assertEqual(result.returncode, 0,
-                         "swaks failed:\n" + result.stdout)
-        match = re.search(r"<[-~]  250 .*queued as ([0-9A-Za-z]+)",
-                          result.stdout)
-        self.assertIsNotNone(match, "no queue id in swaks output:\n"
-                             + result.stdout)
-        self.queue_ids.append(match.group(1))
-        sent = sent_body(result.stdout)
-        # swaks 20201014 puts two empty lines after the --body text.
-        self.assertTrue(sent.startswith(body + "\n"), sent)
-        return match.group(1), sent
-
-    def log_lines(self, queue_ids):
-        """Return the maillog lines that name one of the queue ids."""
-        try:
-            with open(self.maillog, encoding="utf-8",
-                      errors="replace") as f:
-                lines = f.read().splitlines()
-        except FileNotFoundError:
-            return []
-        marks = tuple(" %s: " % queue_id for queue_id in queue_ids)
-        return [line for line in lines if any(m in line for m in marks)]
-
-    def wait_until_removed(self, queue_id):
-        """Wait until Postfix has removed the queue file, and return its
-        log lines.  Fail at once on a deferral, because every lmtpd reply
-        in these tests is final (2xx or 5xx)."""
-        flushed = False
-        while True:
-            lines = self.log_lines([queue_id])
-            if any(" %s: removed" % queue_id in line for line in lines):
-                return lines
-            deferred = [l for l in lines if "status=deferred" in l]
-            if deferred:
-                self.fail("queue id %s deferred:\n%s"
-                          % (queue_id, "\n".join(lines)))
-            now = time.monotonic()
-            if now > self.deadline:
-                self.fail("queue id %s not removed within %d s of the test "
-                          "start; log tail:\n%s"
-                          % (queue_id, DELIVERY_TIMEOUT,
-                             read_log_tail(self.maillog)))
-            # A message still in the queue 10 s after the test start gets
-            # one queue flush.
-            if not flushed and now > self.deadline - DELIVERY_TIMEOUT + 10:
-                subprocess.run(["postqueue", "-c", self.config, "-f"],
-                               stdin=subprocess.DEVNULL, check=False,
-                               timeout=30)
-                flushed = True
-            time.sleep(0.1)
-
-    def delivery_statuses(self, lines):
-        """Return {recipient: (status, relay, reply text)} from the lmtp
-        client's log lines."""
-        statuses = {}
+    def dsn(self, lines, recipient):
+        """Return the dsn= field of the lmtp client's line for recipient."""
         for line in lines:
             match = re.search(r" postfix/lmtp\[[0-9]+\]: [0-9A-Za-z]+: "
-                              r"to=<([^>]*)>, relay=([^,]*), .*"
-                              r"status=([a-z]+) \((.*)\)$", line)
+                              r"to=<%s>, .* dsn=([0-9.]+), status="
+                              % re.escape(recipient), line)
             if match is not None:
-                statuses[match.group(1)] = match.group(3, 2, 4)
-        return statuses
+                return match.group(1)
+        self.fail("no lmtp line for %s:\n%s" % (recipient, "\n".join(lines)))
+        return None
+
+    def fill_full_mailbox(self, server):
+        """Put a 200-byte message into the Maildir "full/" of server,
+        whose quota is 100 bytes."""
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(os.path.join(server.path("full/"), sub),
+                        exist_ok=True)
+        new = os.path.join(server.path("full/"), "new")
+        with open(os.path.join(new, "prefill.host,S=200"), "wb") as f:
+            f.write(b"p" * 200)
 
     def assert_sent(self, statuses, recipient):
         self.assertIn(recipient, statuses)
         status, relay, text = statuses[recipient]
         self.assertEqual(status, "sent", text)
-        self.assertIn(self.lmtpd.socket_path, relay)
+        self.assertEqual(relay, RELAY)
         self.assertRegex(text, r"^250 2\.0\.0 <%s> delivered$"
                          % re.escape(recipient))
 
@@ -439,7 +229,7 @@ class PostfixTest(unittest.TestCase):
         self.assert_sent(statuses, "multi-mbox@example.com")
         status, relay, text = statuses[UNKNOWN_RECIPIENT]
         self.assertEqual(status, "bounced", text)
-        self.assertIn(self.lmtpd.socket_path, relay)
+        self.assertEqual(relay, RELAY)
         self.assertIn("550 5.1.1 <%s>" % UNKNOWN_RECIPIENT, text)
         self.assertIn("in reply to RCPT TO command", text)
 
@@ -481,10 +271,11 @@ class PostfixTest(unittest.TestCase):
         self.assertRegex(bounce["From"], r"MAILER-DAEMON@")
         content = bounce.as_string()
         unknown = re.escape(UNKNOWN_RECIPIENT)
-        self.assertRegex(content, r"<%s>: host\s+%s\[%s\]\s+said:\s+"
-                         r"550 5\.1\.1 <%s> "
-                         % (unknown, re.escape(POSTFIX_HOSTNAME),
-                            re.escape(self.lmtpd.socket_path), unknown))
+        # Postfix folds this text at spaces, at places that depend on
+        # its length.
+        self.assertRegex(content, r"<%s>: host\s+%s\s+said:\s+550\s+"
+                         r"5\.1\.1\s+<%s>\s"
+                         % (unknown, re.escape(RELAY), unknown))
         self.assertRegex(content, r"Diagnostic-Code: smtp; 550 5\.1\.1 <%s> "
                          % unknown)
         self.assertIn("Final-Recipient: rfc822; " + UNKNOWN_RECIPIENT,
@@ -553,6 +344,104 @@ class PostfixTest(unittest.TestCase):
         self.assertIn(b"\n.A line that starts with a dot\n..Two dots\n.\n"
                       b">From the start of a line\n", raw)
         self.assertTrue(raw.endswith(b"\nLast line.\n\n\n\n"), raw[-40:])
+
+    def test_recipe_lines_in_main_cf(self):
+        """main.cf has every line of the Postfix recipe in the docs."""
+        with open(os.path.join(self.config, "main.cf"),
+                  encoding="utf-8") as f:
+            main_cf = f.read().splitlines()
+        recipe = [line for line in read_recipe("postfix").splitlines()
+                  if not line.startswith("#")]
+        self.assertEqual(len(recipe), 4, recipe)
+        for line in recipe:
+            self.assertIn(line, main_cf)
+
+    @print_log_on_failure
+    def test_local_recipients_mailbox_transport(self):
+        """local(8) takes mail for the host name, expands the alias, and
+        hands both messages to lmtpd through mailbox_transport."""
+        carol = "carol@" + POSTFIX_HOSTNAME
+        postmaster = "postmaster@" + POSTFIX_HOSTNAME
+        direct_id, direct = self.swaks(SENDER, [carol], "To carol.",
+                                       "local direct")
+        alias_id, alias = self.swaks(SENDER, [postmaster], "To postmaster.",
+                                     "local alias")
+        for queue_id in (direct_id, alias_id):
+            lines = self.wait_until_removed(queue_id)
+            statuses = self.delivery_statuses(lines)
+            self.assertEqual(list(statuses), [carol], "\n".join(lines))
+            self.assert_sent(statuses, carol)
+        alias_lines = self.log_lines([alias_id])
+        self.assertTrue(any("to=<%s>, orig_to=<%s>" % (carol, postmaster)
+                            in line for line in alias_lines),
+                        "\n".join(alias_lines))
+
+        messages = {m["Subject"]: m for m in self.maildir("carol/").values()}
+        self.assertEqual(sorted(messages), ["local alias", "local direct"])
+        self.assertEqual(messages["local direct"].get_payload(), direct)
+        self.assertEqual(messages["local alias"].get_payload(), alias)
+        for message in messages.values():
+            self.assert_lmtpd_headers(message, SENDER, carol)
+
+    @print_log_on_failure
+    def test_full_mailbox_bounces(self):
+        """552 5.2.2 at RCPT: Postfix bounces the message, and the
+        notification comes back through lmtpd."""
+        self.fill_full_mailbox(self.lmtpd)
+        queue_id, _ = self.swaks(QUOTA_SENDER, [FULL_RECIPIENT],
+                                 "For a full mailbox.", "full mailbox")
+        lines = self.wait_until_removed(queue_id)
+        statuses = self.delivery_statuses(lines)
+        self.assertEqual(list(statuses), [FULL_RECIPIENT])
+        status, relay, text = statuses[FULL_RECIPIENT]
+        self.assertEqual(status, "bounced", text)
+        self.assertEqual(relay, RELAY)
+        self.assertEqual(text, "host %s said: 552 5.2.2 <%s> mailbox full "
+                         "(in reply to RCPT TO command)"
+                         % (RELAY, FULL_RECIPIENT))
+        self.assertEqual(self.dsn(lines, FULL_RECIPIENT), "5.2.2")
+        self.assertEqual(len(self.maildir("full/")), 1)
+
+        notices = [m.group(1) for m in
+                   (re.search(r"sender non-delivery notification: "
+                              r"([0-9A-Za-z]+)$", line) for line in lines)
+                   if m is not None]
+        self.assertEqual(len(notices), 1, "\n".join(lines))
+        self.queue_ids.append(notices[0])
+        self.assert_sent(self.delivery_statuses(
+            self.wait_until_removed(notices[0])), QUOTA_SENDER)
+        bounces = self.maildir("quota-sender/").values()
+        self.assertEqual(len(bounces), 1)
+        content = bounces[0].as_string()
+        self.assertIn("Final-Recipient: rfc822; " + FULL_RECIPIENT, content)
+        self.assertIn("Status: 5.2.2", content)
+        self.assertRegex(content, r"Diagnostic-Code: smtp; 552 5\.2\.2 <%s> "
+                         r"mailbox full" % re.escape(FULL_RECIPIENT))
+
+    @print_log_on_failure
+    def test_full_mailbox_deferred(self):
+        """452 4.2.2 with --quota-tempfail: Postfix keeps the message."""
+        self.fill_full_mailbox(self.lmtpd_tempfail)
+        queue_id, _ = self.swaks(QUOTA_SENDER, [FULL_TEMPFAIL_RECIPIENT],
+                                 "For a full mailbox, again.",
+                                 "full mailbox, tempfail")
+        lines = self.wait_until_deferred(queue_id)
+        statuses = self.delivery_statuses(lines)
+        self.assertEqual(list(statuses), [FULL_TEMPFAIL_RECIPIENT])
+        status, relay, text = statuses[FULL_TEMPFAIL_RECIPIENT]
+        self.assertEqual(status, "deferred", text)
+        self.assertIn(self.lmtpd_tempfail.socket_path, relay)
+        self.assertEqual(text, "host %s[%s] said: 452 4.2.2 <%s> mailbox "
+                         "full (in reply to RCPT TO command)"
+                         % (POSTFIX_HOSTNAME, self.lmtpd_tempfail.socket_path,
+                            FULL_TEMPFAIL_RECIPIENT))
+        self.assertEqual(self.dsn(lines, FULL_TEMPFAIL_RECIPIENT), "4.2.2")
+        self.assertFalse(any("non-delivery notification" in line
+                             for line in lines), "\n".join(lines))
+        self.assertEqual(len(mailbox.Maildir(
+            self.lmtpd_tempfail.path("full/"), factory=None,
+            create=False)), 1)
+        self.delete_from_queue(queue_id)
 
 
 if __name__ == "__main__":

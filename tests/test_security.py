@@ -59,9 +59,9 @@ class PrivilegeTest(unittest.TestCase):
             "root@example.com": "root/ uid=0 gid=0",
         }
 
-    def start(self, name, identity="records", prefix=None):
+    def start(self, name, identity="none", prefix=None):
         """Start lmtpd with self.users, whose values are a mailbox name
-        and the record's other fields."""
+        and the record's other fields, owner included."""
         mail = os.path.join(WORK, name, "mail")
         records = {}
         for address, value in self.users.items():
@@ -112,13 +112,13 @@ class PrivilegeTest(unittest.TestCase):
         for box in ("no-ids", "uid-only", "root"):
             self.assertFalse(os.path.exists(server.path(box)), box)
         log = server.log_text()
-        self.assertRegex(log, r"to=<no-ids@example\.com> .*reply=451 4\.3\.0 "
-                         r".*lmtpd runs as root and the record of \S+ lacks "
+        self.assertRegex(log, r"to=<no-ids@example\.com> .*reply=451 "
+                         r"status=4\.3\.0 .*lmtpd runs as root and the record of \S+ lacks "
                          r"uid= or gid=")
-        self.assertRegex(log, r"to=<uid-only@example\.com> .*reply=451 4\.3\.0"
-                         r" .*lacks uid= or gid=")
-        self.assertRegex(log, r"to=<root@example\.com> .*reply=451 4\.3\.0 "
-                         r".*names uid 0, and no delivery runs as root")
+        self.assertRegex(log, r"to=<uid-only@example\.com> .*reply=451 "
+                         r"status=4\.3\.0 .*lacks uid= or gid=")
+        self.assertRegex(log, r"to=<root@example\.com> .*reply=451 "
+                         r"status=4\.3\.0 .*names uid 0, and no delivery runs as root")
 
     def test_user_option_switches_process(self):
         self.users = dict(self.users)
@@ -195,8 +195,9 @@ class PlantedLinkTest(unittest.TestCase):
             LOCAL_ERROR % address,
             "250 2.0.0 <%s> delivered" % self.addresses["good/"]])
         self.assertRegex(self.server.log_text(),
-                         r"to=<%s> mailbox=\S+ size=\d+ reply=451 4\.3\.0 "
-                         r"local error: .*%s" % (address, detail))
+                         r"to=<%s> client=local mailbox=\S+ size=\d+ "
+                         r"reply=451 status=4\.3\.0 .*result=\"local error\" "
+                         r"detail=\".*%s" % (address, detail))
         self.assertEqual(os.listdir(os.path.join(self.target, "tmp")), [])
         self.assertEqual(os.listdir(os.path.join(self.target, "new")), [])
         with open(self.server.path("target.mbox"), "rb") as f:

@@ -10,6 +10,7 @@ systemd-analyze expands its groups.
 import os
 import re
 import shutil
+import socket
 import subprocess
 import unittest
 
@@ -18,7 +19,7 @@ from harness import (TOP, WORK, Dialogue, LmtpdServer, delivery_user,
 
 UNITS = os.path.join(TOP, "units")
 SERVICES = ["lmtpd@.service", "lmtpd-acceptor.service",
-            "lmtpd-system@.service"]
+            "lmtpd-backend@.service", "lmtpd-system@.service"]
 MAX_EXPOSURE = 2.0
 
 
@@ -128,7 +129,10 @@ class ExposureTest(unittest.TestCase):
 class SystemCallFilterTest(unittest.TestCase):
     """A Maildir and an mbox delivery, with a rejected recipient, traced."""
 
-    def run_traced(self, unit, mode, identity):
+    def run_traced(self, unit, mode, identity, tcp=None):
+        """Deliver under strace as the unit runs lmtpd, on the unix
+        socket, or on tcp ("address:port") as a back-end store is
+        reached."""
         settings = unit_settings(unit)
         trace = os.path.join(WORK, "strace-" + unit)
         shutil.rmtree(trace, ignore_errors=True)
@@ -141,7 +145,7 @@ class SystemCallFilterTest(unittest.TestCase):
             "strace", "-D", "-ff", "-qq", "-o", os.path.join(trace, "trace")]
         users = {"maildir@example.com": "maildir/",
                  "mbox@example.com": "user.mbox"}
-        server = LmtpdServer("units-" + unit, users, mode=mode,
+        server = LmtpdServer("units-" + unit, users, mode=mode, tcp=tcp,
                              identity=identity, command_prefix=prefix)
         try:
             with server.connect_raw() as sock:
@@ -174,6 +178,13 @@ class SystemCallFilterTest(unittest.TestCase):
 
     def test_acceptor_unit(self):
         self.run_traced("lmtpd-acceptor.service", "listen", "none")
+
+    def test_backend_unit(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.run_traced("lmtpd-backend@.service", "accept", "none",
+                        tcp="127.0.0.1:%d" % port)
 
     def test_system_unit(self):
         self.run_traced("lmtpd-system@.service", "accept", "records")

@@ -13,6 +13,7 @@ delivery, or --user switches the whole process to it.
 
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -56,6 +57,18 @@ def give_to_delivery_user(path):
             os.lchown(os.path.join(root, name), *ids)
 
 
+def read_recipe(name):
+    """Return the code block that follows "<!-- recipe: NAME -->" in
+    docs/recipes.md, so that a test runs the recipe the docs show."""
+    with open(os.path.join(TOP, "docs", "recipes.md"), encoding="utf-8") as f:
+        text = f.read()
+    match = re.search(r"^<!-- recipe: %s -->\n```[a-z]*\n(.*?)^```$"
+                      % re.escape(name), text, re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise AssertionError("no recipe %r in docs/recipes.md" % name)
+    return match.group(1)
+
+
 def make_folder(name):
     """Return an empty folder tests/work/NAME, removing an old one."""
     path = os.path.join(WORK, name)
@@ -75,21 +88,72 @@ def build_map(folder, lines):
     return cdb
 
 
+# Runs "mount --bind SOURCE TARGET" for each pair of arguments before
+# "--", then executes the command after it.
+_MOUNT_AND_EXEC = """\
+while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 1; shift 2; done
+shift
+exec "$@"
+"""
+
+
+def in_mount_namespace(mounts, command):
+    """Return `command` wrapped to run in a new private mount namespace
+    in which each (source, target) path pair is bind-mounted first, so
+    that only this command and its children see source at target.  The
+    namespace goes away with its last process.  Needs root."""
+    wrapped = ["unshare", "--mount", "--propagation", "private",
+               "sh", "-c", _MOUNT_AND_EXEC, "sh"]
+    for source, target in mounts:
+        wrapped += [source, target]
+    return wrapped + ["--"] + list(command)
+
+
+def mount_namespace_problem():
+    """Return why in_mount_namespace() cannot work here, or None."""
+    if os.geteuid() != 0:
+        return "needs root for mount namespaces"
+    folder = make_folder("mount-namespace")
+    try:
+        result = subprocess.run(in_mount_namespace([(folder, folder)],
+                                                   ["true"]),
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True,
+                                timeout=20, check=False)
+    except FileNotFoundError as error:
+        return "unshare not found: %s" % error
+    if result.returncode != 0:
+        return "unshare --mount failed: " + result.stdout.strip()
+    return None
+
+
 class LmtpdServer:
     """lmtpd behind systemd-socket-activate, stopped by stop()."""
 
     def __init__(self, name, users, mode="accept", extra_args=(), tcp=None,
-                 identity="records", command_prefix=None):
+                 hostname=HOSTNAME, map_path=None, mail_at=None,
+                 env=None, socket_path=None, identity="records",
+                 command_prefix=None):
         """users maps an address to its mailbox name under the folder:
         a name ending in "/" is a Maildir, any other an mbox file.  A
-        value that contains "=" is used as the record as it is.
+        value that contains "=" is the record's value, to which only
+        identity may add fields.
         mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd".
+        map_path: an existing map to use instead of one built from users.
+        mail_at: a folder over which this server's mail folder is
+        bind-mounted in a mount namespace that lmtpd alone runs in (see
+        in_mount_namespace).
+        env: variables that systemd-socket-activate sets for lmtpd.
+        socket_path: where the unix socket goes, by default lmtp.sock in
+        the folder.
         identity, when the tests run as root: "records" adds the test
-        user's uid= and gid= to each generated record, "user" passes
-        --user instead, and "none" does neither, for a command_prefix
-        that switches users itself.  command_prefix (a list, or
-        LMTPD_PREFIX from the environment, split at spaces) runs lmtpd
-        under a tool such as valgrind."""
+        user's uid= and gid= to each record built from users that names
+        neither field, "user" passes --user instead, and "none" does
+        neither, for records that name their owner or test its absence,
+        or for a command_prefix that switches users itself.  A map_path
+        map is used as it is.  command_prefix (a list, or LMTPD_PREFIX
+        from the environment, split at spaces) runs lmtpd under a tool
+        such as valgrind."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
@@ -104,13 +168,16 @@ class LmtpdServer:
             if "=" in box:
                 records.append("%s %s" % (address, box))
             else:
-                records.append("%s mailbox=%s%s"
-                               % (address, self.path(box), owner))
-        self.map = build_map(self.folder, records)
+                records.append("%s mailbox=%s" % (address, self.path(box)))
+        if owner:
+            records = [r if re.search(r"\s[ug]id=", r) else r + owner
+                       for r in records]
+        self.map = map_path or build_map(self.folder, records)
         give_to_delivery_user(self.mail)
         if identity != "records":
             give_to_delivery_user(self.spool)
-        self.socket_path = os.path.join(self.folder, "lmtp.sock")
+        self.socket_path = socket_path or os.path.join(self.folder,
+                                                       "lmtp.sock")
         self.tcp = tcp
         self.log_path = os.path.join(self.folder, "lmtpd.log")
         listen = self.socket_path if tcp is None else tcp
@@ -119,14 +186,18 @@ class LmtpdServer:
             command.append("--accept")
         elif mode == "inetd":
             command += ["--accept", "--inetd"]
+        for variable, value in (env or {}).items():
+            command += ["-E", "%s=%s" % (variable, value)]
         if command_prefix is None:
             command_prefix = os.environ.get("LMTPD_PREFIX", "").split()
         command += list(command_prefix)
-        command += [LMTPD, "--map", self.map, "--hostname", HOSTNAME,
+        command += [LMTPD, "--map", self.map, "--hostname", hostname,
                     "--spool-dir", self.spool, "--log", "stderr"]
         if ids is not None and identity == "user":
             command += ["--user", TEST_USER]
         command += list(extra_args)
+        if mail_at is not None:
+            command = in_mount_namespace([(self.mail, mail_at)], command)
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                         stdout=self.log, stderr=self.log)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -555,10 +556,232 @@ START_TEST(busy_dotlock)
 
     result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
     check_rejected(result, &reply, "4.2.0", "dotlock");
+    ck_assert_str_eq(reply.notice, "");
     check_file(mbox, "keep\n", 5);
 
     /* Another process's dotlock is left in place. */
     ck_assert_int_eq(access(dotlock, F_OK), 0);
+}
+END_TEST
+
+/* Sets the modification time of path to seconds ago. */
+static void
+age_file(const char *path, time_t seconds)
+{
+    struct timespec times[2];
+
+    clock_gettime(CLOCK_REALTIME, &times[0]);
+    times[0].tv_sec -= seconds;
+    times[1] = times[0];
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, times, 0), 0);
+}
+
+START_TEST(stale_dotlock_removed)
+{
+    struct store_reply reply;
+    char expected_notice[128];
+    size_t len;
+    char *expected = expected_entry("a@example.org", "x\n", 2, &len);
+
+    write_file(dotlock, "");
+    age_file(dotlock, 400);
+    mbox_set_lock_timeout(1);
+
+    ck_assert_int_eq(deliver_to(mbox, "a@example.org", "x\n", 2, &reply), 0);
+    check_file(mbox, expected, len);
+    ck_assert_int_eq(access(dotlock, F_OK), -1);
+    snprintf(expected_notice, sizeof expected_notice,
+             "removed stale dotlock %s, 40", dotlock);
+    ck_assert_msg(strncmp(reply.notice, expected_notice,
+                          strlen(expected_notice)) == 0,
+                  "notice \"%s\"", reply.notice);
+    free(expected);
+}
+END_TEST
+
+START_TEST(stale_lock_time_option)
+{
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    write_file(dotlock, "4242\n");
+    age_file(dotlock, 400);
+    mbox_set_lock_timeout(1);
+    mbox_set_stale_lock_time(1000);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    mbox_set_stale_lock_time(300);
+    check_rejected(result, &reply, "4.2.0", "dotlock");
+    ck_assert_str_eq(reply.notice, "");
+    check_file(mbox, "keep\n", 5);
+    ck_assert_int_eq(access(dotlock, F_OK), 0);
+}
+END_TEST
+
+/*
+ * Writes the dotlock that a delivery killed part way leaves: the pid,
+ * the record line and the first bytes of its message.
+ */
+static void
+write_record(const char *prefix, off_t offset, ino_t inode_change)
+{
+    struct stat st;
+    FILE *f;
+
+    ck_assert_int_eq(stat(mbox, &st), 0);
+    f = fopen(dotlock, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "4242\nlmtpd-append %ju %ju %jd %zu\n%s", (uintmax_t)st.st_dev,
+            (uintmax_t)(st.st_ino + inode_change), (intmax_t)offset,
+            strlen(prefix), prefix);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+#define OLD_ENTRY "From x@example.org " FROM_DATE "\n\nold\n\n"
+#define KILLED_PREFIX "From k@example.org " FROM_DATE "\n" \
+                      "Return-Path: <k@example.org>\n" \
+                      "Delivered-To: bob@example.com\n"
+
+/* A killed delivery's partial message, and the mbox after it is cut. */
+struct killed_case {
+    const char *name;
+    const char *tail;     /* what the killed delivery wrote */
+    const char *prefix;   /* the prefix in its record */
+    ino_t inode_change;   /* 1: the record names another file */
+    const char *remaining; /* the part of tail left in the mbox */
+    const char *notice;
+};
+
+static const struct killed_case killed_cases[] = {
+    {"cut partial", "From k@example.org " FROM_DATE "\nReturn-Pa",
+     KILLED_PREFIX, 0, "", "cut 53 bytes of a partial message"},
+    {"cut whole message", KILLED_PREFIX "\nbody\n\n", KILLED_PREFIX, 0, "",
+     "cut 110 bytes of a partial message"},
+    {"nothing written", "", KILLED_PREFIX, 0, "", "left nothing to cut"},
+    {"other content", "From z@example.org other\n", KILLED_PREFIX, 0,
+     "From z@example.org other\n", "does not continue with its message"},
+    {"other file", "From k@example.org ", KILLED_PREFIX, 1,
+     "From k@example.org ", "left nothing to cut"},
+};
+
+START_TEST(killed_delivery_table)
+{
+    const struct killed_case *c = &killed_cases[_i];
+    struct store_reply reply;
+    size_t entry_len, expected_len;
+    char *entry = expected_entry("a@example.org", "x\n", 2, &entry_len);
+    char *expected, *start;
+
+    start = malloc(strlen(OLD_ENTRY) + strlen(c->tail) + 1);
+    ck_assert_ptr_nonnull(start);
+    snprintf(start, strlen(OLD_ENTRY) + strlen(c->tail) + 1, "%s%s",
+             OLD_ENTRY, c->tail);
+    write_file(mbox, start);
+    write_record(c->prefix, (off_t)strlen(OLD_ENTRY), c->inode_change);
+    mbox_set_lock_timeout(1);
+
+    ck_assert_int_eq(deliver_to(mbox, "a@example.org", "x\n", 2, &reply), 0);
+    ck_assert_msg(strstr(reply.notice, c->notice) != NULL,
+                  "%s: notice \"%s\"", c->name, reply.notice);
+    ck_assert_msg(strstr(reply.notice, dotlock) != NULL ||
+                      strstr(reply.notice, mbox) != NULL,
+                  "%s: notice \"%s\" names no file", c->name, reply.notice);
+    ck_assert_int_eq(access(dotlock, F_OK), -1);
+
+    expected_len = strlen(OLD_ENTRY) + strlen(c->remaining) + entry_len;
+    expected = malloc(expected_len + 1);
+    ck_assert_ptr_nonnull(expected);
+    snprintf(expected, expected_len + 1, "%s%s", OLD_ENTRY, c->remaining);
+    memcpy(expected + expected_len - entry_len, entry, entry_len);
+    check_file(mbox, expected, expected_len);
+    free(expected);
+    free(start);
+    free(entry);
+}
+END_TEST
+
+/* lmtpd dotlocks without a whole record: nothing was appended yet. */
+static const char *const unrecorded_locks[] = {
+    "4242\nlmtpd-lock\n",
+    "4242\nlmtpd-append 1 2 3 40\nFrom k@exa",
+    "4242\nlmtpd-app",
+};
+
+START_TEST(killed_before_record)
+{
+    static const char old[] = OLD_ENTRY "From z@example.org other\n";
+    struct store_reply reply;
+    size_t entry_len;
+    char *entry = expected_entry("a@example.org", "x\n", 2, &entry_len);
+    char *expected = malloc(sizeof old + entry_len);
+
+    ck_assert_ptr_nonnull(expected);
+    write_file(mbox, old);
+    write_file(dotlock, unrecorded_locks[_i]);
+    mbox_set_lock_timeout(1);
+
+    ck_assert_int_eq(deliver_to(mbox, "a@example.org", "x\n", 2, &reply), 0);
+    ck_assert_msg(strstr(reply.notice, "left nothing to cut") != NULL,
+                  "notice \"%s\"", reply.notice);
+    ck_assert_int_eq(access(dotlock, F_OK), -1);
+    memcpy(expected, old, sizeof old - 1);
+    memcpy(expected + sizeof old - 1, entry, entry_len);
+    check_file(mbox, expected, sizeof old - 1 + entry_len);
+    free(expected);
+    free(entry);
+}
+END_TEST
+
+/*
+ * A dotlock with a second link is never taken over and written to, even
+ * with the content of an lmtpd dotlock: it is rejected as a planted link.
+ */
+START_TEST(linked_dotlock_not_taken)
+{
+    static const char content[] = "4242\nlmtpd-lock\n";
+    char other[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    snprintf(other, sizeof other, "%s/other", base);
+    write_file(mbox, "keep\n");
+    write_file(other, content);
+    ck_assert_int_eq(link(other, dotlock), 0);
+    mbox_set_lock_timeout(1);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0", "(2 links)");
+    check_file(other, content, strlen(content));
+    check_file(mbox, "keep\n", 5);
+}
+END_TEST
+
+/* A dotlock with a record is a live delivery's while it is locked. */
+START_TEST(held_record_busy)
+{
+    static const char partial[] = OLD_ENTRY "From k@example.org ";
+    struct store_reply reply;
+    int release, status, result;
+    pid_t holder;
+
+    write_file(mbox, partial);
+    write_record(KILLED_PREFIX, (off_t)strlen(OLD_ENTRY), 0);
+    holder = start_lock_holder(dotlock, &release);
+    mbox_set_lock_timeout(1);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    close(release);
+    ck_assert_int_eq(waitpid(holder, &status, 0), holder);
+    check_rejected(result, &reply, "4.2.0", "dotlock");
+    ck_assert_str_eq(reply.notice, "");
+    check_file(mbox, partial, strlen(partial));
+    ck_assert_int_eq(access(dotlock, F_OK), 0);
+
+    /* Once its holder is gone, the next delivery cuts the partial. */
+    ck_assert_int_eq(deliver_to(mbox, "a@example.org", "x\n", 2, &reply), 0);
+    ck_assert_msg(strstr(reply.notice, "cut 19 bytes") != NULL,
+                  "notice \"%s\"", reply.notice);
 }
 END_TEST
 
@@ -729,6 +952,14 @@ mbox_suite(void)
     tcase_add_checked_fixture(locks, make_base, remove_base);
     tcase_add_test(locks, busy_fcntl_lock);
     tcase_add_test(locks, busy_dotlock);
+    tcase_add_test(locks, stale_dotlock_removed);
+    tcase_add_test(locks, stale_lock_time_option);
+    tcase_add_loop_test(locks, killed_delivery_table, 0,
+                        sizeof killed_cases / sizeof killed_cases[0]);
+    tcase_add_loop_test(locks, killed_before_record, 0,
+                        sizeof unrecorded_locks / sizeof unrecorded_locks[0]);
+    tcase_add_test(locks, held_record_busy);
+    tcase_add_test(locks, linked_dotlock_not_taken);
     tcase_add_test(locks, reject_dotlock_symlink);
     tcase_add_test(locks, reject_dotlock_dangling_symlink);
     tcase_add_test(locks, reject_dotlock_hard_link);

@@ -43,6 +43,7 @@ static const struct failure_case failure_cases[] = {
     {STORE_NO_SPACE, 452, "4.3.1", "insufficient system storage"},
     {STORE_BUSY, 451, "4.2.0", "mailbox busy"},
     {STORE_LOCAL_ERROR, 451, "4.3.0", "local error"},
+    {STORE_OTHER_HOST, 450, "4.4.0", "mailbox is on another host"},
     /* A value outside the enum is a bug, and a bug must not bounce. */
     {(enum store_failure)99, 451, "4.3.0", "local error"},
 };
@@ -127,6 +128,88 @@ START_TEST(reply_errno_without_path)
     ck_assert_str_eq(reply.detail, "read spool: Input/output error");
     store_reply_errno(&reply, EIO, "read spool", NULL);
     ck_assert_str_eq(reply.detail, "read spool: Input/output error");
+}
+END_TEST
+
+/* store_reply_spool_errno: EDQUOT on the spool defers. */
+
+static const struct errno_case spool_errno_cases[] = {
+    {ENOSPC, 452, "4.3.1", "insufficient system storage"},
+    {EDQUOT, 452, "4.3.1", "insufficient system storage"},
+    {EFBIG, 552, "5.3.4", "message too big"},
+    {EIO, 451, "4.3.0", "local error"},
+};
+
+START_TEST(reply_spool_errno_table)
+{
+    const struct errno_case *c = &spool_errno_cases[_i];
+    struct store_reply reply;
+    char detail[256];
+
+    store_reply_spool_errno(&reply, c->err, "write spool in", "/tmp");
+    snprintf(detail, sizeof detail, "write spool in /tmp: %s",
+             strerror(c->err));
+    ck_assert_int_eq(reply.code, c->code);
+    ck_assert_str_eq(reply.status, c->status);
+    ck_assert_str_eq(reply.text, c->text);
+    ck_assert_str_eq(reply.detail, detail);
+}
+END_TEST
+
+START_TEST(reply_notice_appends)
+{
+    struct store_reply reply;
+
+    memset(&reply, 0, sizeof reply);
+    store_reply_notice(&reply, "removed %s", "a.lock");
+    ck_assert_str_eq(reply.notice, "removed a.lock");
+    store_reply_notice(&reply, "cut %d bytes", 12);
+    ck_assert_str_eq(reply.notice, "removed a.lock; cut 12 bytes");
+
+    /* store_reply_set() changes the result but keeps the notice. */
+    store_reply_set(&reply, STORE_OK, NULL);
+    ck_assert_str_eq(reply.notice, "removed a.lock; cut 12 bytes");
+}
+END_TEST
+
+START_TEST(reply_notice_long)
+{
+    struct store_reply reply;
+    char long_text[2000];
+
+    memset(&reply, 0, sizeof reply);
+    memset(long_text, 'n', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    store_reply_notice(&reply, "%s", long_text);
+    ck_assert_uint_eq(strlen(reply.notice), sizeof reply.notice - 1);
+    store_reply_notice(&reply, "%s", "more");
+    ck_assert_uint_eq(strlen(reply.notice), sizeof reply.notice - 1);
+}
+END_TEST
+
+START_TEST(reply_quota_tempfail)
+{
+    struct store_reply reply;
+
+    store_reply_quota_tempfail(1);
+    store_reply_errno(&reply, EDQUOT, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.2.2");
+    ck_assert_str_eq(reply.text, "mailbox full");
+    store_reply_set(&reply, STORE_MAILBOX_FULL, NULL);
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.2.2");
+    /* Other failures keep their codes. */
+    store_reply_errno(&reply, ENOSPC, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 452);
+    ck_assert_str_eq(reply.status, "4.3.1");
+    store_reply_set(&reply, STORE_TOO_BIG, NULL);
+    ck_assert_int_eq(reply.code, 552);
+
+    store_reply_quota_tempfail(0);
+    store_reply_errno(&reply, EDQUOT, "write", "/var/mail/bob");
+    ck_assert_int_eq(reply.code, 552);
+    ck_assert_str_eq(reply.status, "5.2.2");
 }
 END_TEST
 
@@ -481,6 +564,11 @@ store_suite(void)
     tcase_add_loop_test(reply, reply_errno_table, 0,
                         sizeof errno_cases / sizeof errno_cases[0]);
     tcase_add_test(reply, reply_errno_without_path);
+    tcase_add_loop_test(reply, reply_spool_errno_table, 0,
+                        sizeof spool_errno_cases / sizeof spool_errno_cases[0]);
+    tcase_add_test(reply, reply_notice_appends);
+    tcase_add_test(reply, reply_notice_long);
+    tcase_add_test(reply, reply_quota_tempfail);
     suite_add_tcase(suite, reply);
 
     tcase_add_loop_test(header, header_block_table, 0,

@@ -74,10 +74,12 @@ struct record_case {
     int is_maildir;
     unsigned long long quota_bytes;
     unsigned long long quota_messages;
+    int has_quota;
     int has_uid;
     unsigned uid;
     int has_gid;
     unsigned gid;
+    const char *host; /* NULL: no host= field */
 };
 
 static const struct record_case record_cases[] = {
@@ -90,19 +92,44 @@ static const struct record_case record_cases[] = {
      .is_maildir = 1,
      .quota_bytes = 1ULL << 30,
      .quota_messages = 50000,
+     .has_quota = 1,
      .has_uid = 1,
      .uid = 1000,
      .has_gid = 1,
      .gid = 100},
     {.value = "  quota=10K\tmailbox=/m/b  ",
      .path = "/m/b",
-     .quota_bytes = 10240},
+     .quota_bytes = 10240,
+     .has_quota = 1},
     {.value = "mailbox=/m/c quota=0 messages=0 uid=0 gid=0",
      .path = "/m/c",
+     .has_quota = 1,
      .has_uid = 1,
      .has_gid = 1},
     {.value = "mailbox=/m/..a/", .path = "/m/..a/", .is_maildir = 1},
     {.value = "mailbox=/m/a.../b", .path = "/m/a.../b"},
+    {.value = "mailbox=/m/h/ host=store2.example.com",
+     .path = "/m/h/",
+     .is_maildir = 1,
+     .host = "store2.example.com"},
+    {.value = "host=Store-2.Example.COM\tmailbox=/m/h",
+     .path = "/m/h",
+     .host = "Store-2.Example.COM"},
+    {.value = "mailbox=/m/h host=192.0.2.10",
+     .path = "/m/h",
+     .host = "192.0.2.10"},
+    {.value = "host=store2.example.com",
+     .error = "field \"mailbox\": missing"},
+    {.value = "mailbox=/m/h host=",
+     .error = "field \"host\": empty value"},
+    {.value = "mailbox=/m/h host=a host=b",
+     .error = "field \"host\": duplicate"},
+    {.value = "mailbox=/m/h host=store_2.example.com",
+     .error = "field \"host\": invalid host name \"store_2.example.com\""},
+    {.value = "mailbox=/m/h host=store2.example.com.",
+     .error = "field \"host\": invalid host name \"store2.example.com.\""},
+    {.value = "mailbox=/m/h host=store2\r",
+     .error = "field \"host\": invalid host name \"store2\\x0d\""},
     {.value = "", .error = "field \"mailbox\": missing"},
     {.value = "   ", .error = "field \"mailbox\": missing"},
     {.value = "quota=1G", .error = "field \"mailbox\": missing"},
@@ -160,12 +187,14 @@ check_parsed(const struct record_case *c, const struct mailbox *mb)
     ck_assert_int_eq(mb->is_maildir, c->is_maildir);
     ck_assert_uint_eq(mb->quota_bytes, c->quota_bytes);
     ck_assert_uint_eq(mb->quota_messages, c->quota_messages);
+    ck_assert_int_eq(mb->has_quota, c->has_quota);
     ck_assert_int_eq(mb->has_uid, c->has_uid);
     ck_assert_uint_eq(mb->uid, c->uid);
     ck_assert_int_eq(mb->has_gid, c->has_gid);
     ck_assert_uint_eq(mb->gid, c->gid);
     ck_assert_str_eq(mb->key, "");
     ck_assert_str_eq(mb->detail, "");
+    ck_assert_str_eq(mb->host, c->host != NULL ? c->host : "");
 }
 
 START_TEST(parse_record_table)
@@ -233,6 +262,142 @@ START_TEST(parse_record_error_truncated)
 }
 END_TEST
 
+/* users_host_name_is_valid */
+
+struct host_case {
+    const char *name;
+    int valid;
+};
+
+static const struct host_case host_cases[] = {
+    {"store2.example.com", 1},
+    {"localhost", 1},
+    {"a", 1},
+    {"A-1.b-2", 1},
+    {"xn--bcher-kva.example", 1},
+    {"192.0.2.10", 1},
+    {"2nd.example", 1},
+    {"", 0},
+    {".", 0},
+    {".example.com", 0},
+    {"example.com.", 0},
+    {"store..example.com", 0},
+    {"-store.example.com", 0},
+    {"store-.example.com", 0},
+    {"store.-example.com", 0},
+    {"store_2.example.com", 0},
+    {"store 2", 0},
+    {"store2:24", 0},
+    {"[192.0.2.10]", 0},
+    {"2001:db8::1", 0},
+    {"b\xc3\xbc" "cher.example", 0},
+    {"store2\n", 0},
+};
+
+START_TEST(host_name_table)
+{
+    const struct host_case *c = &host_cases[_i];
+
+    ck_assert_msg(users_host_name_is_valid(c->name, strlen(c->name)) ==
+                      c->valid,
+                  "\"%s\": expected %s", c->name,
+                  c->valid ? "valid" : "invalid");
+}
+END_TEST
+
+START_TEST(host_name_lengths)
+{
+    char name[USERS_HOST_NAME_MAX + 2];
+    size_t i;
+
+    /* A label of 63 bytes passes and one of 64 does not. */
+    memset(name, 'a', 64);
+    ck_assert_int_eq(users_host_name_is_valid(name, 63), 1);
+    ck_assert_int_eq(users_host_name_is_valid(name, 64), 0);
+
+    /* 63 + 1 + 63 + 1 + 63 + 1 + 61 = 253 bytes, then one more. */
+    memset(name, 'a', sizeof name);
+    for (i = 63; i < sizeof name; i += 64)
+        name[i] = '.';
+    ck_assert_int_eq(users_host_name_is_valid(name, USERS_HOST_NAME_MAX), 1);
+    name[USERS_HOST_NAME_MAX] = 'a';
+    ck_assert_int_eq(
+        users_host_name_is_valid(name, USERS_HOST_NAME_MAX + 1), 0);
+
+    /* The length counts, not a NUL inside it. */
+    ck_assert_int_eq(users_host_name_is_valid("ab\0c", 4), 0);
+}
+END_TEST
+
+/* users_check_home */
+
+struct home_case {
+    const char *host;      /* the record's host= value, "" for none */
+    const char *this_host; /* --map-host */
+    int result;
+};
+
+static const struct home_case home_cases[] = {
+    {"", "store1.example.com", 0},
+    {"store1.example.com", "store1.example.com", 0},
+    {"Store1.EXAMPLE.com", "store1.example.com", 0},
+    {"store1.example.com", "STORE1.example.COM", 0},
+    {"store2.example.com", "store1.example.com", -1},
+    {"store1.example.com", "store1.example.com.", -1},
+    {"store1.example.com", "store1", -1},
+    {"store1", "store1.example.com", -1},
+    {"192.0.2.10", "192.0.2.1", -1},
+};
+
+START_TEST(check_home_table)
+{
+    const struct home_case *c = &home_cases[_i];
+    static struct mailbox mb;
+    struct store_reply reply;
+    char expected[512];
+
+    memset(&mb, 0, sizeof mb);
+    snprintf(mb.key, sizeof mb.key, "bob@example.com");
+    snprintf(mb.host, sizeof mb.host, "%s", c->host);
+    memset(&reply, 'x', sizeof reply);
+    reply.code = 250;
+
+    ck_assert_int_eq(users_check_home(&mb, c->this_host, &reply), c->result);
+    if (c->result == 0) {
+        ck_assert_int_eq(reply.code, 250);
+        return;
+    }
+    ck_assert_int_eq(reply.code, 450);
+    ck_assert_str_eq(reply.status, "4.4.0");
+    snprintf(expected, sizeof expected, "mailbox is on %s", c->host);
+    ck_assert_str_eq(reply.text, expected);
+    snprintf(expected, sizeof expected,
+             "map key \"bob@example.com\" names host %s, not this host %s",
+             c->host, c->this_host);
+    ck_assert_str_eq(reply.detail, expected);
+}
+END_TEST
+
+START_TEST(check_home_longest_name)
+{
+    static struct mailbox mb;
+    struct store_reply reply;
+    size_t i;
+
+    /* The longest valid host name fits in the reply text whole. */
+    memset(mb.host, 'h', USERS_HOST_NAME_MAX);
+    for (i = 63; i < USERS_HOST_NAME_MAX; i += 64)
+        mb.host[i] = '.';
+    mb.host[USERS_HOST_NAME_MAX] = '\0';
+    ck_assert_int_eq(users_host_name_is_valid(mb.host, strlen(mb.host)), 1);
+
+    ck_assert_int_eq(users_check_home(&mb, "store1.example.com", &reply), -1);
+    ck_assert_uint_eq(strlen(reply.text),
+                      strlen("mailbox is on ") + USERS_HOST_NAME_MAX);
+    ck_assert_str_eq(reply.text + strlen("mailbox is on "), mb.host);
+}
+END_TEST
+
 /* users_lookup against a map made by the cdb tool */
 
 static char map_dir[] = "/tmp/check_users.XXXXXX";
@@ -248,7 +413,10 @@ static const char map_text[] =
     "eve+exact@example.com mailbox=/var/mail/eve-exact/\n"
     "@example.org mailbox=/var/mail/catchall/ messages=100\n"
     "postmaster mailbox=/var/mail/postmaster\n"
-    "broken@example.com mailbox=/var/mail/broken quota=12X\n";
+    "broken@example.com mailbox=/var/mail/broken quota=12X\n"
+    "carol@example.com mailbox=/var/mail/carol/ host=store2.example.com\n"
+    "@example.net mailbox=/var/mail/net/ host=store2.example.com\n"
+    "badhost@example.com mailbox=/var/mail/badhost/ host=store2.\n";
 
 static void
 write_file(const char *path, const char *text)
@@ -384,6 +552,34 @@ START_TEST(lookup_fills_limits)
 }
 END_TEST
 
+START_TEST(lookup_fills_host)
+{
+    static struct mailbox mb;
+    struct store_reply reply;
+
+    ck_assert_int_eq(
+        users_lookup(map_path, "carol+x@example.com", "+", &mb, &reply), 0);
+    ck_assert_str_eq(mb.host, "store2.example.com");
+    ck_assert_str_eq(mb.detail, "x");
+
+    ck_assert_int_eq(users_lookup(map_path, "any@example.net", "+", &mb, &reply),
+                     0);
+    ck_assert_str_eq(mb.host, "store2.example.com");
+    ck_assert_str_eq(mb.key, "@example.net");
+
+    ck_assert_int_eq(
+        users_lookup(map_path, "alice@example.com", "+", &mb, &reply), 0);
+    ck_assert_str_eq(mb.host, "");
+
+    ck_assert_int_eq(
+        users_lookup(map_path, "badhost@example.com", "+", &mb, &reply), -1);
+    ck_assert_int_eq(reply.code, 451);
+    ck_assert_msg(strstr(reply.detail, "field \"host\": invalid host name "
+                                       "\"store2.\"") != NULL,
+                  "detail \"%s\"", reply.detail);
+}
+END_TEST
+
 START_TEST(lookup_malformed_record_defers)
 {
     static struct mailbox mb;
@@ -461,12 +657,19 @@ users_suite(void)
                         sizeof record_cases / sizeof record_cases[0]);
     tcase_add_test(parse, parse_record_path_too_long);
     tcase_add_test(parse, parse_record_error_truncated);
+    tcase_add_loop_test(parse, host_name_table, 0,
+                        sizeof host_cases / sizeof host_cases[0]);
+    tcase_add_test(parse, host_name_lengths);
+    tcase_add_loop_test(parse, check_home_table, 0,
+                        sizeof home_cases / sizeof home_cases[0]);
+    tcase_add_test(parse, check_home_longest_name);
     suite_add_tcase(suite, parse);
 
     tcase_add_unchecked_fixture(lookup, make_map, remove_map);
     tcase_add_loop_test(lookup, lookup_table, 0,
                         sizeof lookup_cases / sizeof lookup_cases[0]);
     tcase_add_test(lookup, lookup_fills_limits);
+    tcase_add_test(lookup, lookup_fills_host);
     tcase_add_test(lookup, lookup_malformed_record_defers);
     tcase_add_test(lookup, lookup_missing_map_defers);
     tcase_add_test(lookup, lookup_invalid_map_defers);
