@@ -90,7 +90,8 @@ usage(FILE *out)
         "                          as the uid= and gid= of its map record)\n"
         "  -l, --log TARGET        auto, journal, syslog or stderr\n"
         "                          (default auto: journal under systemd,\n"
-        "                          otherwise syslog facility mail)\n"
+        "                          stderr on a pipe or terminal, otherwise\n"
+        "                          syslog facility mail)\n"
         "  -v, --verbose           also log each command and reply, without\n"
         "                          the message content\n"
         "      --check-map FILE    check every record of a cdb user map,\n"
@@ -491,7 +492,8 @@ check_map(const char *path, const char *this_host,
         fflush(stdout);
         if (errno == EPROTO)
             fprintf(stderr, "lmtpd: cannot read map %s: not a cdb file; "
-                    "build it with \"cdb -c -m %s FILE.txt\"\n", path, path);
+                    "check a text map with --check-map-text, and build "
+                    "the cdb with \"cdb -c -m MAP.cdb %s\"\n", path, path);
         else
             fprintf(stderr, "lmtpd: cannot read map %s: %s\n", path,
                     strerror(errno));
