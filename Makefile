@@ -52,7 +52,8 @@ SANITIZE_UNIT_TESTS = $(addprefix $(SANITIZE_DIR)/,$(UNIT_TESTS))
 FAULT_SHIM = tests/lib/fault_shim.so
 
 .PHONY: all check unit-check clean install uninstall deps demo lint-man \
-	fuzz fuzz-build fuzz-replay sanitize-check valgrind-check
+	fuzz fuzz-build fuzz-replay sanitize-check valgrind-check \
+	bench bench-smoke bench-deps
 
 all: lmtpd
 
@@ -79,7 +80,7 @@ unit-check: $(UNIT_TESTS)
 
 # Every test: unit suites, dialogues over socket activation, Postfix,
 # and the message corpus when CORPUS names a folder of .eml files.
-check: lmtpd $(UNIT_TESTS) $(FAULT_SHIM)
+check: lmtpd $(UNIT_TESTS) $(FAULT_SHIM) $(BENCH_PROGRAMS)
 	python3 tests/run.py
 
 # libFuzzer targets, built with clang, AddressSanitizer and
@@ -168,6 +169,26 @@ deps:
 demo: lmtpd
 	@sh tests/lib/demo
 
+BENCH_PROGRAMS = bench/loadgen bench/floor
+
+bench/%: bench/%.c bench/common.c bench/common.h
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< bench/common.c \
+		-lpthread
+
+# Measures lmtpd against the fsync floor and a private Dovecot, which
+# needs root and the packages of bench-deps.  Options of bench/run.py go
+# in BENCH_ARGS, for example "--work DIR".
+bench: lmtpd $(BENCH_PROGRAMS)
+	python3 bench/run.py $(BENCH_ARGS)
+
+# The same harness with small counts and one run, in seconds.
+bench-smoke: lmtpd $(BENCH_PROGRAMS)
+	python3 bench/run.py --smoke $(BENCH_ARGS)
+
+# Installs Dovecot's LMTP server, the peer the benchmark compares with.
+bench-deps:
+	@sh tests/lib/install-deps dovecot-core dovecot-lmtpd
+
 lint-man:
 	mandoc -Tlint -Wwarning $(MAN_PAGES)
 
@@ -210,5 +231,6 @@ uninstall:
 	if [ -d $(DESTDIR)$(DOCDIR) ]; then rmdir $(DESTDIR)$(DOCDIR); fi
 
 clean:
-	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(FAULT_SHIM)
-	rm -rf tests/work demo $(FUZZ_DIR) $(SANITIZE_DIR)
+	rm -f lmtpd lmtpd.o liblmtpd.a $(OBJS) $(UNIT_TESTS) $(FAULT_SHIM) \
+		$(BENCH_PROGRAMS)
+	rm -rf tests/work demo $(FUZZ_DIR) $(SANITIZE_DIR) bench/work

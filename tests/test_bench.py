@@ -1,0 +1,149 @@
+"""The benchmark's own programs: bench/loadgen and bench/floor.
+
+A benchmark that counted a rejected recipient or a failed delivery as a
+delivery would be worthless.  These tests run the load generator against
+lmtpd behind systemd-socket-activate, and check that it counts exactly
+what the mailboxes hold and reports every failure.
+"""
+
+import os
+import re
+import subprocess
+import unittest
+
+from harness import TOP, LmtpdServer, maildir_messages, make_folder
+
+LOADGEN = os.path.join(TOP, "bench", "loadgen")
+FLOOR = os.path.join(TOP, "bench", "floor")
+
+
+def summary(stdout):
+    """Return the key=value fields of a summary line as numbers."""
+    return {key: float(value)
+            for key, value in re.findall(r"(\w+)=([-0-9.]+)", stdout)}
+
+
+@unittest.skipUnless(os.access(LOADGEN, os.X_OK) and
+                     os.access(FLOOR, os.X_OK),
+                     "bench/loadgen and bench/floor are not built")
+class LoadgenTest(unittest.TestCase):
+    def run_loadgen(self, server, *args):
+        return subprocess.run([LOADGEN, "--unix", server.socket_path,
+                               "--timeout", "20"] + list(args),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+
+    def test_counts_what_mailboxes_hold(self):
+        server = LmtpdServer("bench-loadgen", {
+            "user0@bench.example": "user0/",
+            "user1@bench.example": "user1/",
+        })
+        try:
+            result = self.run_loadgen(server, "--messages", "3",
+                                      "--recipients", "2", "--size", "2K")
+        finally:
+            server.stop()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 6)
+        self.assertEqual(fields["failed"], 0)
+        for box in ("user0/", "user1/"):
+            stored = maildir_messages(server.path(box))
+            self.assertEqual(len(stored), 3, box)
+            for name, message in stored.items():
+                self.assertRegex(name, r",S=%d$" % len(message))
+                self.assertIn(b"\nSubject: lmtpd benchmark message\n",
+                              message)
+                self.assertNotIn(b"\r", message)
+
+    def test_rejected_recipient_is_failure(self):
+        server = LmtpdServer("bench-loadgen-550", {
+            "user0@bench.example": "user0/",
+        })
+        try:
+            result = self.run_loadgen(server, "--messages", "2",
+                                      "--recipients", "2")
+        finally:
+            server.stop()
+        self.assertEqual(result.returncode, 1)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 0)
+        self.assertEqual(fields["failed"], 4)
+        self.assertIn("after RCPT, expected 250, got \"550 5.1.1 "
+                      "<user1@bench.example>", result.stderr)
+
+    def test_failed_delivery_is_failure(self):
+        server = LmtpdServer("bench-loadgen-451", {
+            "user0@bench.example": "mailbox=/nonexistent/lmtpd/user0/",
+        })
+        try:
+            result = self.run_loadgen(server, "--messages", "2")
+        finally:
+            server.stop()
+        self.assertEqual(result.returncode, 1)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 0)
+        self.assertEqual(fields["failed"], 2)
+        self.assertIn("after the final dot, expected 250, got \"451 4.3.0 ",
+                      result.stderr)
+
+    def test_peak_rss_of_serving_process(self):
+        server = LmtpdServer("bench-loadgen-rss", {
+            "user0@bench.example": "user0/",
+        })
+        try:
+            result = self.run_loadgen(server, "--server-parent",
+                                      str(server.process.pid))
+        finally:
+            server.stop()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 1)
+        # Any lmtpd maps libc, so its peak RSS is far above 100 KiB.
+        self.assertGreater(fields["server_peak_rss_kib"], 100)
+
+
+@unittest.skipUnless(os.access(FLOOR, os.X_OK), "bench/floor is not built")
+class FloorTest(unittest.TestCase):
+    def test_writes_each_message_once(self):
+        folder = make_folder("bench-floor")
+        result = subprocess.run([FLOOR, "--writers", "2", "--messages", "3",
+                                 "--size", "4K", os.path.join(folder, "m")],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                timeout=60, check=False)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 6)
+        self.assertEqual(fields["failed"], 0)
+        for writer in range(2):
+            maildir = os.path.join(folder, "m", "user%d" % writer)
+            self.assertEqual(os.listdir(os.path.join(maildir, "tmp")), [])
+            stored = maildir_messages(maildir)
+            self.assertEqual(len(stored), 3)
+            for name, message in stored.items():
+                self.assertRegex(name, r"^\d+\.M\d{6}P\d+Q\d+\..+,S=%d$"
+                                 % len(message))
+                self.assertTrue(message.startswith(b"Return-Path: <"))
+                self.assertNotIn(b"\r", message)
+
+    def test_new_not_a_folder_is_failure(self):
+        folder = make_folder("bench-floor-no-new")
+        maildir = os.path.join(folder, "m", "user0")
+        os.makedirs(os.path.join(maildir, "tmp"))
+        # A regular file where the floor needs its new/ folder.
+        with open(os.path.join(maildir, "new"), "w", encoding="ascii"):
+            pass
+        result = subprocess.run([FLOOR, "--messages", "2",
+                                 os.path.join(folder, "m")],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                timeout=60, check=False)
+        self.assertEqual(result.returncode, 1)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 0)
+        self.assertEqual(fields["failed"], 2)
+        self.assertIn("open new/", result.stderr)
+
+if __name__ == "__main__":
+    unittest.main()
