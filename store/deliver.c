@@ -157,7 +157,7 @@ deliver_maildir(const struct delivery *d, const struct mailbox *mb,
     return 0;
 }
 
-/* What the task that writes one mailbox needs, see privilege_run(). */
+/* Arguments of the task that writes one mailbox, see privilege_run(). */
 struct mailbox_write {
     const struct delivery *delivery;
     const struct mailbox *mailbox;
@@ -189,7 +189,7 @@ write_mailbox(void *arg, struct store_reply *reply)
                         job->header_len, d->spool_fd, d->spool_size, reply);
 }
 
-/* What the task that checks one mailbox's quota needs. */
+/* Arguments of the task that checks one mailbox's quota. */
 struct quota_job {
     const struct mailbox *mailbox;
     unsigned long long size;
@@ -211,7 +211,7 @@ check_quota_task(void *arg, struct store_reply *reply)
  * Checks, before the data, that a message of size bytes fits the
  * mailbox's quota, as quota_check() does.  The check reads and may
  * rewrite maildirsize, so it runs as the user that privilege_run()
- * chooses, in a child when lmtpd runs as root; a mailbox without limits
+ * chooses, in a child when lmtpd runs as root.  A mailbox without limits
  * needs no check and no child.  Returns 0 when the message fits, or -1
  * with the reply set.
  */
