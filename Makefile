@@ -34,6 +34,7 @@ EXAMPLES = docs/recipes.md docs/users.txt.example units/lmtpd.xinetd \
 	units/inetd.conf
 
 UNIT_TESTS = $(patsubst %.c,%,$(wildcard tests/unit/check_*.c))
+BENCH_PROGRAMS = bench/loadgen bench/floor
 
 FUZZ_TARGETS = command path users spool session
 FUZZ_SECONDS ?= 20
@@ -168,8 +169,6 @@ deps:
 # Delivers a message through socket-activated lmtpd into ./demo.
 demo: lmtpd
 	@sh tests/lib/demo
-
-BENCH_PROGRAMS = bench/loadgen bench/floor
 
 bench/%: bench/%.c bench/common.c bench/common.h
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< bench/common.c \
