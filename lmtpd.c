@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,9 +87,14 @@ usage(FILE *out)
         "                          (default $TMPDIR or /tmp)\n"
         "  -c, --max-children N    connections served at once when systemd\n"
         "                          passes a listening socket (default 100)\n"
+        "  -u, --user NAME         started as root, switch to this user and\n"
+        "                          its groups at start and deliver as it\n"
+        "                          (default: as root, deliver each message\n"
+        "                          as the uid= and gid= of its map record)\n"
         "  -l, --log TARGET        auto, journal, syslog or stderr\n"
         "                          (default auto: journal under systemd,\n"
-        "                          otherwise syslog facility mail)\n"
+        "                          stderr on a pipe or terminal, otherwise\n"
+        "                          syslog facility mail)\n"
         "  -v, --verbose           also log each command and reply, without\n"
         "                          the message content\n"
         "      --check-map FILE    check every record of a cdb user map,\n"
@@ -172,6 +178,7 @@ struct run_options {
     unsigned long max_children;
     const char *check_map;      /* --check-map FILE, or NULL */
     const char *check_map_text; /* --check-map-text FILE, or NULL */
+    const char *user;           /* --user NAME, or NULL */
 };
 
 static void
@@ -187,6 +194,7 @@ parse_options(int argc, char **argv, struct session_config *config,
         {"spool-dir", required_argument, NULL, 'S'},
         {"max-children", required_argument, NULL, 'c'},
         {"log", required_argument, NULL, 'l'},
+        {"user", required_argument, NULL, 'u'},
         {"session-timeout", required_argument, NULL, OPTION_SESSION_TIMEOUT},
         {"max-line-length", required_argument, NULL, OPTION_MAX_LINE},
         {"max-recipients", required_argument, NULL, OPTION_MAX_RECIPIENTS},
@@ -208,7 +216,7 @@ parse_options(int argc, char **argv, struct session_config *config,
 
     /* getopt's own messages would go to stderr, the client under inetd. */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":m:H:s:d:t:S:c:l:vhV", options,
+    while ((c = getopt_long(argc, argv, ":m:H:s:d:t:S:c:l:u:vhV", options,
                             NULL)) != -1) {
         switch (c) {
         case 'm':
@@ -285,6 +293,9 @@ parse_options(int argc, char **argv, struct session_config *config,
             if (log_parse_target(optarg, &run->log_target) < 0)
                 usage_error("invalid log target \"%s\" for --log: expected"
                             " auto, journal, syslog or stderr", optarg);
+            break;
+        case 'u':
+            run->user = optarg;
             break;
         case 'v':
             log_set_verbose(1);
@@ -373,8 +384,10 @@ reap_children(unsigned long running, int block)
 
 /*
  * systemd Accept=no: accepts connections on the listening socket and
- * serves each in a child, at most max_children at once.  Signals
- * interrupt accept() (no SA_RESTART) so exited children are reaped.
+ * serves each in a child, at most max_children at once.  At the limit
+ * it accepts nothing, so further connections wait in the listen backlog
+ * until a child exits.  Signals interrupt accept() (no SA_RESTART) so
+ * exited children are reaped.
  */
 static int
 accept_loop(const struct session_config *config, int listen_fd,
@@ -393,6 +406,9 @@ accept_loop(const struct session_config *config, int listen_fd,
     while (!stop_requested) {
         child_exited = 0;
         running = reap_children(running, running >= max_children);
+        /* A signal can end the blocking wait with no child reaped. */
+        if (running >= max_children)
+            continue;
 
         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0) {
@@ -418,6 +434,42 @@ accept_loop(const struct session_config *config, int listen_fd,
         close(fd);
     }
     log_info("stopping, %lu connections still being served", running);
+    return 0;
+}
+
+/*
+ * Switches the whole process to the user named by --user and its groups,
+ * for inetd and other setups that start lmtpd as root.  Already running
+ * as that user is fine; any other user cannot switch.
+ */
+static int
+switch_user(const char *name)
+{
+    struct passwd *pw;
+    char error[256];
+
+    errno = 0;
+    pw = getpwnam(name);
+    if (pw == NULL) {
+        log_startup(LOG_ERR, "--user %s: %s", name,
+                    errno != 0 ? strerror(errno) : "no such user");
+        return -1;
+    }
+    if (geteuid() == pw->pw_uid && pw->pw_uid != 0)
+        return 0;
+    if (geteuid() != 0) {
+        log_startup(LOG_ERR, "--user %s: lmtpd runs as uid %lu, and only "
+                    "root can switch users: start it as root or as %s",
+                    name, (unsigned long)geteuid(), name);
+        return -1;
+    }
+    if (privilege_drop(pw->pw_uid, pw->pw_gid, pw->pw_name, error,
+                       sizeof error) == -1) {
+        log_startup(LOG_ERR, "--user %s: %s", name, error);
+        return -1;
+    }
+    log_info("running as user %s (uid %lu, gid %lu)", name,
+             (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid);
     return 0;
 }
 
@@ -515,7 +567,8 @@ check_map(const char *path, const char *this_host,
         fflush(stdout);
         if (errno == EPROTO)
             fprintf(stderr, "lmtpd: cannot read map %s: not a cdb file; "
-                    "build it with \"cdb -c -m %s FILE.txt\"\n", path, path);
+                    "check a text map with --check-map-text, and build "
+                    "the cdb with \"cdb -c -m MAP.cdb %s\"\n", path, path);
         else
             fprintf(stderr, "lmtpd: cannot read map %s: %s\n", path,
                     strerror(errno));
@@ -627,6 +680,8 @@ main(int argc, char **argv)
 
     umask(077);
     signal(SIGPIPE, SIG_IGN);
+    /* The delivery children of privilege.c are waited for by pid. */
+    signal(SIGCHLD, SIG_DFL);
     /* A file size limit must fail the write with EFBIG, so that the
      * mbox writer can cut its partial message off, not kill us. */
     signal(SIGXFSZ, SIG_IGN);
@@ -649,6 +704,8 @@ main(int argc, char **argv)
     if (fds == 0 && !is_socket(STDIN_FILENO))
         config.bare_lf = 1;
     log_open(run.log_target, config.bare_lf);
+    if (run.user != NULL && switch_user(run.user) == -1)
+        return EX_NOUSER;
 
     if (fds < 0) {
         log_startup(LOG_ERR, "cannot read the sockets passed by systemd: %s",

@@ -249,6 +249,24 @@ class Lmtpd(LmtpServer):
         subprocess.run(["cdb", "-c", "-m", self.map, text], check=True)
         self.spool = os.path.join(self.work, "spool")
         os.makedirs(self.spool, exist_ok=True)
+        # Started as root, lmtpd delivers only as a mailbox owner, so it
+        # runs as the same mail user as Dovecot, who owns the Maildirs.
+        self.owner = None
+        if os.geteuid() == 0:
+            self.owner = pwd.getpwnam(DOVECOT_MAIL_USER)
+            os.chown(self.spool, self.owner.pw_uid, self.owner.pw_gid)
+
+    def prepare(self, users):
+        """Give the run a fresh mail folder owned by the mail user."""
+        self.new_mail_folder()
+        if self.owner is not None:
+            os.chown(self.mail, self.owner.pw_uid, self.owner.pw_gid)
+        for user in range(users):
+            home = os.path.dirname(self.mailbox(user))
+            os.makedirs(home, exist_ok=True)
+            if self.owner is not None:
+                os.chown(home, self.owner.pw_uid, self.owner.pw_gid)
+            make_maildir(self.mailbox(user), self.owner)
 
     def start(self):
         command = ["systemd-socket-activate", "-l", self.socket_path]
@@ -261,6 +279,8 @@ class Lmtpd(LmtpServer):
                     "--log", "stderr"]
         if self.mode == "listen":
             command += ["--max-children", "16"]
+        if self.owner is not None:
+            command += ["--user", DOVECOT_MAIL_USER]
         log_path = os.path.join(self.work, "lmtpd.log")
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,

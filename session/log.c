@@ -182,6 +182,8 @@ write_line(int priority, const char *text)
     const char *separator = session_id[0] != '\0' ? ": " : "";
 
     switch (target) {
+    case LOG_TARGET_NONE:
+        break;
     case LOG_TARGET_JOURNAL: {
         char message[sizeof(session_id) + 2 + 2048];
 

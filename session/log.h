@@ -12,7 +12,8 @@ enum log_target {
     LOG_TARGET_AUTO,    /* journal under systemd, else syslog */
     LOG_TARGET_STDERR,
     LOG_TARGET_SYSLOG,
-    LOG_TARGET_JOURNAL
+    LOG_TARGET_JOURNAL,
+    LOG_TARGET_NONE     /* discard, for the fuzz targets; no option */
 };
 
 /* One recipient's result, logged as one line or one journal entry. */

@@ -262,9 +262,9 @@ add_recipient(struct session *s, const char *address,
 
 /*
  * Rejects a recipient whose mailbox is full, or would be with the MAIL
- * SIZE= value (RFC 1870), before the client sends the data.
- * store_deliver() checks again with the size as stored.  Returns -1
- * after replying.
+ * SIZE= value (RFC 1870), before the client sends the data.  The check
+ * runs as the mailbox's owner, and store_deliver() repeats it with the
+ * size as stored.  Returns -1 after replying.
  */
 static int
 check_quota(struct session *s, const char *address,
@@ -273,7 +273,7 @@ check_quota(struct session *s, const char *address,
     struct store_reply result;
     char detail[sizeof(result.detail) * 2 + 3];
 
-    if (quota_check(mailbox, s->mail.size, &result) == 0)
+    if (store_check_quota(mailbox, s->mail.size, &result) == 0)
         return 0;
     log_quote(detail, sizeof(detail), result.detail);
     log_warning("to=<%s> mailbox=%s reply=%d status=%s detail=%s", address,

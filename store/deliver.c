@@ -4,6 +4,7 @@
  * hands it with the spool to the Maildir or mbox writer.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -162,20 +163,99 @@ deliver_maildir(const struct delivery *d, const struct mailbox *mb,
     return 0;
 }
 
+/* Arguments of the task that writes one mailbox, see privilege_run(). */
+struct mailbox_write {
+    const struct delivery *delivery;
+    const struct mailbox *mailbox;
+    const char *header;
+    size_t header_len;
+};
+
 /*
- * Delivers the spooled message with its header block to the mailbox,
- * after checking that the header block and the message fit its quota.
- * Returns 0 with a 250 reply only when the message is on disk and
- * fsynced.  Returns -1 with the reply set after the writer has removed
- * what it wrote, with the exceptions that maildir_deliver() and
- * mbox_deliver() document.
+ * Checks the quota, then writes the header block and the spool into the
+ * Maildir or the mbox.  This is the task that privilege_run() runs as
+ * the mailbox owner, so the quota check reads maildirsize and the mbox
+ * with the owner's rights, and the maildirsize update and the mbox locks
+ * are taken by the owner too.
+ */
+static int
+write_mailbox(void *arg, struct store_reply *reply)
+{
+    const struct mailbox_write *job = arg;
+    const struct delivery *d = job->delivery;
+    const struct mailbox *mb = job->mailbox;
+
+    /* The size as stored: ",S=" in a Maildir, before mbox framing. */
+    if (quota_check(mb, job->header_len + (unsigned long long)d->spool_size,
+                    reply) == -1)
+        return -1;
+    if (mb->is_maildir)
+        return deliver_maildir(d, mb, job->header, job->header_len, reply);
+    if (d->spool_data != NULL) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "mbox %s: the message is not in a spool file",
+                        mb->path);
+        return -1;
+    }
+    return mbox_deliver(mb->path, d->reverse_path, d->arrival, job->header,
+                        job->header_len, d->spool_fd, d->spool_size, reply);
+}
+
+/* Arguments of the task that checks one mailbox's quota. */
+struct quota_job {
+    const struct mailbox *mailbox;
+    unsigned long long size;
+};
+
+/* Runs quota_check(), with a 250 reply when the message fits. */
+static int
+check_quota_task(void *arg, struct store_reply *reply)
+{
+    const struct quota_job *job = arg;
+
+    if (quota_check(job->mailbox, job->size, reply) == -1)
+        return -1;
+    store_reply_set(reply, STORE_OK, "%s fits its quota", job->mailbox->path);
+    return 0;
+}
+
+/*
+ * Checks, before the data, that a message of size bytes fits the
+ * mailbox's quota, as quota_check() does.  The check reads and may
+ * rewrite maildirsize, so it runs as the user that privilege_run()
+ * chooses, in a child when lmtpd runs as root.  A mailbox without limits
+ * needs no check and no child.  Returns 0 when the message fits, or -1
+ * with the reply set.
+ */
+int
+store_check_quota(const struct mailbox *mb, unsigned long long size,
+                  struct store_reply *reply)
+{
+    struct quota_job job = {mb, size};
+    struct quota_counts limits;
+
+    quota_limits(mb, &limits);
+    if (limits.bytes == 0 && limits.messages == 0)
+        return 0;
+    reply->notice[0] = '\0';
+    return privilege_run(mb, check_quota_task, &job, reply);
+}
+
+/*
+ * Delivers the spooled message with its header block to the mailbox, as
+ * the user that privilege_run() chooses, after checking that the header
+ * block and the message fit its quota.  Returns 0 with a 250 reply only
+ * when the message is on disk and fsynced.  Returns -1 with the reply
+ * set after the writer has removed what it wrote, with the exceptions
+ * that maildir_deliver() and mbox_deliver() document.  Every field of
+ * the reply, notice included, comes from the task as it ran.
  */
 int
 store_deliver(const struct delivery *d, const struct mailbox *mb,
               struct store_reply *reply)
 {
     char header[HEADER_BLOCK_SIZE];
-    size_t len;
+    struct mailbox_write job = {d, mb, header, 0};
 
     reply->notice[0] = '\0';
     if (d->spool_size < 0) {
@@ -183,25 +263,12 @@ store_deliver(const struct delivery *d, const struct mailbox *mb,
                         (long long)d->spool_size);
         return -1;
     }
-    len = store_header_block(d, header, sizeof header);
-    if (len == 0) {
+    job.header_len = store_header_block(d, header, sizeof header);
+    if (job.header_len == 0) {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "header block for %s does not fit in %zu bytes",
                         mb->path, sizeof header);
         return -1;
     }
-
-    /* The size as stored: ",S=" in a Maildir, before mbox framing. */
-    if (quota_check(mb, len + (unsigned long long)d->spool_size, reply) == -1)
-        return -1;
-    if (mb->is_maildir)
-        return deliver_maildir(d, mb, header, len, reply);
-    if (d->spool_data != NULL) {
-        store_reply_set(reply, STORE_LOCAL_ERROR,
-                        "mbox %s: the message is not in a spool file",
-                        mb->path);
-        return -1;
-    }
-    return mbox_deliver(mb->path, d->reverse_path, d->arrival, header, len,
-                        d->spool_fd, d->spool_size, reply);
+    return privilege_run(mb, write_mailbox, &job, reply);
 }

@@ -31,37 +31,68 @@ struct body {
     off_t size;
 };
 
-/* Opens the directory and fsyncs it, to make a new entry in it durable. */
-static int
-sync_dir(const char *path, struct store_reply *reply)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* The open folders of one Maildir, so that no path is resolved twice. */
+struct maildir {
+    const char *path; /* as given, ending in '/', for messages */
+    int dir_fd;
+    int tmp_fd;
+    int new_fd;
+};
 
-    if (fd == -1) {
-        store_reply_errno(reply, errno, "open", path);
-        return -1;
-    }
+/* Fsyncs a directory, to make a new entry in it durable. */
+static int
+sync_fd(int fd, const char *path, struct store_reply *reply)
+{
     if (fsync(fd) == -1) {
         store_reply_errno(reply, errno, "fsync", path);
-        close(fd);
         return -1;
     }
-    close(fd);
     return 0;
 }
 
-/* Creates path with mode 0700, setting *created to 1 if it was missing. */
+/*
+ * Opens the directory name under at_fd without following a symbolic
+ * link in its last component, so that a link planted in place of the
+ * Maildir, tmp/ or new/ cannot send the message elsewhere.  shown is
+ * the path for the reply.  Returns -1 with the reply and errno set,
+ * errno being ELOOP for a symbolic link.
+ */
 static int
-make_dir(const char *path, int *created, struct store_reply *reply)
+open_dir(int at_fd, const char *name, const char *shown,
+         struct store_reply *reply)
+{
+    struct stat st;
+    int fd, err;
+
+    fd = openat(at_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+        return fd;
+    err = errno;
+    if (fstatat(at_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode)) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "%s: symbolic link, not followed", shown);
+        errno = ELOOP;
+        return -1;
+    }
+    store_reply_errno(reply, err, "open", shown);
+    errno = err;
+    return -1;
+}
+
+/* Creates name under at_fd with mode 0700; *created is 1 if it was new. */
+static int
+make_dir(int at_fd, const char *name, const char *shown, int *created,
+         struct store_reply *reply)
 {
     *created = 0;
-    if (mkdir(path, 0700) == 0) {
+    if (mkdirat(at_fd, name, 0700) == 0) {
         *created = 1;
         return 0;
     }
     if (errno == EEXIST)
         return 0;
-    store_reply_errno(reply, errno, "mkdir", path);
+    store_reply_errno(reply, errno, "mkdir", shown);
     return -1;
 }
 
@@ -80,39 +111,115 @@ join_path(char *path, size_t size, const char *dir, const char *name,
 }
 
 /*
- * Creates dir and its tmp/, new/ and cur/ where missing.  The parent of
- * dir must exist.  Each directory created is made durable by an fsync of
- * the directory that contains it.
+ * Opens the Maildir folder itself, creating it where missing.  Its
+ * parent must exist, and an fsync of the parent makes a new folder
+ * durable.  The trailing '/' is cut first, because with it open() would
+ * follow a symbolic link even with O_NOFOLLOW.
  */
 static int
-make_dirs(const char *dir, struct store_reply *reply)
+open_top(struct maildir *md, struct store_reply *reply)
+{
+    char top[PATH_MAX];
+    char *slash;
+    int created, parent_fd;
+
+    if (join_path(top, sizeof top, md->path, "", reply) == -1)
+        return -1;
+    top[strlen(top) - 1] = '\0';
+
+    /* Most Maildirs exist, so mkdir() runs only when the open fails. */
+    md->dir_fd = open_dir(AT_FDCWD, top, md->path, reply);
+    if (md->dir_fd >= 0 || errno != ENOENT)
+        return md->dir_fd == -1 ? -1 : 0;
+    if (make_dir(AT_FDCWD, top, md->path, &created, reply) == -1)
+        return -1;
+    md->dir_fd = open_dir(AT_FDCWD, top, md->path, reply);
+    if (md->dir_fd == -1 || !created)
+        return md->dir_fd == -1 ? -1 : 0;
+
+    slash = strrchr(top, '/');
+    slash[slash == top ? 1 : 0] = '\0';
+    parent_fd = open(top, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (parent_fd == -1) {
+        store_reply_errno(reply, errno, "open", top);
+        return -1;
+    }
+    created = sync_fd(parent_fd, top, reply);
+    close(parent_fd);
+    return created;
+}
+
+/*
+ * Creates whichever of tmp/, new/ and cur/ are missing, with mode 0700,
+ * and makes them durable by an fsync of the Maildir.
+ */
+static int
+make_subdirs(struct maildir *md, struct store_reply *reply)
 {
     static const char *const subdirs[] = {"tmp", "new", "cur"};
-    char path[PATH_MAX];
+    char shown[PATH_MAX];
     int created, any_created = 0;
-    char *slash;
     size_t i;
 
-    if (make_dir(dir, &created, reply) == -1)
-        return -1;
-    if (created) {
-        /* dir ends in '/': cut that, then cut the last component. */
-        snprintf(path, sizeof path, "%s", dir);
-        path[strlen(path) - 1] = '\0';
-        slash = strrchr(path, '/');
-        if (slash != NULL)
-            slash[slash == path ? 1 : 0] = '\0';
-        if (sync_dir(path, reply) == -1)
-            return -1;
-    }
-
     for (i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-        if (join_path(path, sizeof path, dir, subdirs[i], reply) == -1 ||
-            make_dir(path, &created, reply) == -1)
+        if (join_path(shown, sizeof shown, md->path, subdirs[i], reply) == -1 ||
+            make_dir(md->dir_fd, subdirs[i], shown, &created, reply) == -1)
             return -1;
         any_created |= created;
     }
-    return any_created ? sync_dir(dir, reply) : 0;
+    return any_created ? sync_fd(md->dir_fd, md->path, reply) : 0;
+}
+
+/* Opens the subfolder name of the Maildir into *fd, unless already open. */
+static int
+open_subdir(struct maildir *md, const char *name, int *fd,
+            struct store_reply *reply)
+{
+    char shown[PATH_MAX];
+
+    if (*fd >= 0)
+        return 0;
+    if (join_path(shown, sizeof shown, md->path, name, reply) == -1) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    *fd = open_dir(md->dir_fd, name, shown, reply);
+    return *fd == -1 ? -1 : 0;
+}
+
+/*
+ * Opens the Maildir md->path and its tmp/ and new/.  When one of them is
+ * missing, creates whichever of the Maildir, tmp/, new/ and cur/ are
+ * missing, with mode 0700; a Maildir that lacks only cur/ is left as it
+ * is, because delivery does not use cur/.  Each directory created is
+ * made durable by an fsync of the directory that contains it.  On
+ * failure the descriptors already open stay in md for close_maildir().
+ */
+static int
+open_maildir(struct maildir *md, struct store_reply *reply)
+{
+    if (open_top(md, reply) == -1)
+        return -1;
+    if (open_subdir(md, "tmp", &md->tmp_fd, reply) == 0 &&
+        open_subdir(md, "new", &md->new_fd, reply) == 0)
+        return 0;
+    if (errno != ENOENT || make_subdirs(md, reply) == -1)
+        return -1;
+    if (open_subdir(md, "tmp", &md->tmp_fd, reply) == -1 ||
+        open_subdir(md, "new", &md->new_fd, reply) == -1)
+        return -1;
+    return 0;
+}
+
+static void
+close_maildir(struct maildir *md)
+{
+    if (md->new_fd >= 0)
+        close(md->new_fd);
+    if (md->tmp_fd >= 0)
+        close(md->tmp_fd);
+    if (md->dir_fd >= 0)
+        close(md->dir_fd);
 }
 
 /*
@@ -262,39 +369,34 @@ copy_spool(int fd, const char *path, int spool_fd, off_t spool_size,
 /*
  * Creates tmp/NAME with O_EXCL, so an existing file is never reused, and
  * O_NOFOLLOW, so a planted symbolic link is never followed.  Returns the
- * descriptor with the path in tmp_path, or -1 with the reply and errno
- * set.
+ * descriptor with NAME in name and its path in tmp_path, or -1 with the
+ * reply set.
  */
 static int
-create_tmp(const char *dir, char *tmp_path, size_t size,
-           struct store_reply *reply)
+create_tmp(const struct maildir *md, char *name, size_t name_size,
+           char *tmp_path, size_t size, struct store_reply *reply)
 {
-    char name[NAME_MAX + 1];
-    char relative[sizeof name + 4];
-    int attempt, fd, err;
+    char relative[NAME_MAX + 5];
+    int attempt, fd;
 
     for (attempt = 0; attempt < NAME_ATTEMPTS; attempt++) {
-        if (make_unique_name(name, sizeof name) == -1) {
-            store_reply_errno(reply, ENAMETOOLONG, "name in", dir);
-            errno = ENAMETOOLONG;
+        if (make_unique_name(name, name_size) == -1) {
+            store_reply_errno(reply, ENAMETOOLONG, "name in", md->path);
             return -1;
         }
         snprintf(relative, sizeof relative, "tmp/%s", name);
-        if (join_path(tmp_path, size, dir, relative, reply) == -1) {
-            errno = ENAMETOOLONG;
+        if (join_path(tmp_path, size, md->path, relative, reply) == -1)
             return -1;
-        }
 
-        fd = open(tmp_path,
-                  O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd = openat(md->tmp_fd, name,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
         if (fd >= 0)
             return fd;
         if (errno != EEXIST)
             break;
     }
-    err = errno;
-    store_reply_errno(reply, err, "open", tmp_path);
-    errno = err;
+    store_reply_errno(reply, errno, "open", tmp_path);
     return -1;
 }
 
@@ -332,72 +434,66 @@ fail:
 }
 
 /*
- * Moves tmp/NAME to new/NAME without replacing an existing file:
- * renameat2() with RENAME_NOREPLACE is one step, and link() then
- * unlink() does the same where the kernel or the file system lacks it.
- * Returns -1 with errno set and tmp/NAME in place on failure.
+ * Moves tmp/NAME to new/NEW_NAME without replacing an existing file:
+ * renameat2() with RENAME_NOREPLACE is one step, and linkat() then
+ * unlinkat() does the same where the kernel or the file system lacks
+ * it.  Returns -1 with errno set and tmp/NAME in place on failure.
  */
 static int
-move_into_new(const char *tmp_path, const char *new_path)
+move_into_new(const struct maildir *md, const char *tmp_name,
+              const char *new_name)
 {
-    if (renameat2(AT_FDCWD, tmp_path, AT_FDCWD, new_path,
+    if (renameat2(md->tmp_fd, tmp_name, md->new_fd, new_name,
                   RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != EINVAL && errno != ENOSYS)
         return -1;
-    if (link(tmp_path, new_path) == -1)
+    if (linkat(md->tmp_fd, tmp_name, md->new_fd, new_name, 0) == -1)
         return -1;
-    /* If this unlink() fails, the message stays in tmp/ too, where
+    /* If this unlinkat() fails, the message stays in tmp/ too, where
      * readers do not show it. */
-    unlink(tmp_path);
+    unlinkat(md->tmp_fd, tmp_name, 0);
     return 0;
 }
 
 /*
  * Moves tmp/NAME to new/NAME,S=<size>, or to a fresh name if that
  * exists, and fsyncs new/.  ",S=<size>" lets readers learn the size
- * without a stat() call.  A missing new/ is created with the rest of
- * the Maildir.  On failure nothing of the message is in new/, and the
- * file may still be in tmp/.
+ * without a stat() call.  On failure nothing of the message is in new/,
+ * and the file may still be in tmp/.
  */
 static int
-move_into_new_dir(const char *dir, const char *tmp_path, off_t size,
-                  struct store_reply *reply)
+move_into_new_dir(const struct maildir *md, const char *tmp_name,
+                  off_t size, struct store_reply *reply)
 {
     char name[NAME_MAX + 1];
-    char relative[sizeof name + 32];
-    char new_dir[PATH_MAX];
+    char new_name[NAME_MAX + 32];
     char new_path[PATH_MAX];
-    int attempt, dirs_made = 0;
+    int attempt;
 
-    if (join_path(new_dir, sizeof new_dir, dir, "new", reply) == -1)
-        return -1;
-    snprintf(name, sizeof name, "%s", strrchr(tmp_path, '/') + 1);
+    snprintf(name, sizeof name, "%s", tmp_name);
     for (attempt = 1;; attempt++) {
-        snprintf(relative, sizeof relative, "new/%s,S=%lld", name,
+        snprintf(new_name, sizeof new_name, "%s,S=%lld", name,
                  (long long)size);
-        if (join_path(new_path, sizeof new_path, dir, relative, reply) == -1)
+        if ((size_t)snprintf(new_path, sizeof new_path, "%snew/%s", md->path,
+                             new_name) >= sizeof new_path) {
+            store_reply_errno(reply, ENAMETOOLONG, "path", md->path);
             return -1;
-        if (move_into_new(tmp_path, new_path) == 0)
-            break;
-        if (errno == ENOENT && !dirs_made) {
-            if (make_dirs(dir, reply) == -1)
-                return -1;
-            dirs_made = 1;
-            continue;
         }
-        if (errno != EEXIST || attempt >= NAME_ATTEMPTS) {
+        if (move_into_new(md, tmp_name, new_name) == 0)
+            break;
+        if (errno != EEXIST || attempt == NAME_ATTEMPTS) {
             store_reply_errno(reply, errno, "rename to", new_path);
             return -1;
         }
         if (make_unique_name(name, sizeof name) == -1) {
-            store_reply_errno(reply, ENAMETOOLONG, "name in", dir);
+            store_reply_errno(reply, ENAMETOOLONG, "name in", md->path);
             return -1;
         }
     }
 
-    if (sync_dir(new_dir, reply) == -1) {
-        unlink(new_path);
+    if (sync_fd(md->new_fd, new_path, reply) == -1) {
+        unlinkat(md->new_fd, new_name, 0);
         return -1;
     }
     store_reply_set(reply, STORE_OK, "%s", new_path);
@@ -406,43 +502,43 @@ move_into_new_dir(const char *dir, const char *tmp_path, off_t size,
 
 /*
  * Delivers the header block and the body into the Maildir dir, which
- * ends in '/'.  When tmp/ or new/ is missing, creates whichever of dir,
- * tmp/, new/ and cur/ are missing, with mode 0700.  A Maildir that lacks
- * only cur/ is left as it is, because delivery does not use cur/.
+ * ends in '/', creating its folders as open_maildir() does, and follows
+ * no symbolic link at dir, tmp/, new/ or the message file.
  */
 static int
 deliver_body(const char *dir, const char *header, size_t header_len,
              const struct body *body, struct store_reply *reply)
 {
+    struct maildir md = {dir, -1, -1, -1};
+    char tmp_name[NAME_MAX + 1];
     char tmp_path[PATH_MAX];
     size_t dir_len = strlen(dir);
     off_t size = (off_t)header_len + body->size;
     int fd, result = -1;
 
     reply->notice[0] = '\0';
-    if (dir_len == 0 || dir[dir_len - 1] != '/' || dir[0] != '/') {
+    if (dir_len < 2 || dir[dir_len - 1] != '/' || dir[0] != '/') {
         store_reply_set(reply, STORE_LOCAL_ERROR,
                         "maildir %s: not an absolute path ending in '/'", dir);
         return -1;
     }
-
-    /* Most Maildirs exist, so the folders are made only when needed. */
-    fd = create_tmp(dir, tmp_path, sizeof tmp_path, reply);
-    if (fd == -1 && errno == ENOENT) {
-        if (make_dirs(dir, reply) == -1)
-            return -1;
-        fd = create_tmp(dir, tmp_path, sizeof tmp_path, reply);
-    }
+    if (open_maildir(&md, reply) == -1)
+        goto done;
+    fd = create_tmp(&md, tmp_name, sizeof tmp_name, tmp_path, sizeof tmp_path,
+                    reply);
     if (fd == -1)
-        return -1;
+        goto done;
 
     if (write_message(fd, tmp_path, header, header_len, body, reply) == 0)
-        result = move_into_new_dir(dir, tmp_path, size, reply);
+        result = move_into_new_dir(&md, tmp_name, size, reply);
 
-    /* On failure the tmp/ file must go.  If unlink() fails, it stays in
-     * tmp/, which readers do not show as a message. */
+    /* On failure the tmp/ file must go.  If unlinkat() fails, it stays
+     * in tmp/, which readers do not show as a message. */
     if (result == -1)
-        unlink(tmp_path);
+        unlinkat(md.tmp_fd, tmp_name, 0);
+
+done:
+    close_maildir(&md);
     return result;
 }
 
@@ -450,7 +546,7 @@ deliver_body(const char *dir, const char *header, size_t header_len,
  * Delivers the header block and the spool into the Maildir dir, see
  * deliver_body().  Returns 0 with a 250 reply once the message is
  * durable in new/.  Returns -1 with the reply set and nothing of the
- * message in new/, nor in tmp/ unless unlink() failed there.
+ * message in new/, nor in tmp/ unless unlinkat() failed there.
  */
 int
 maildir_deliver(const char *dir, const char *header, size_t header_len,

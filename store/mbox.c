@@ -205,7 +205,9 @@ writer_from_line(struct mbox_writer *w, const char *reverse_path,
 /*
  * Checks that the mbox is a regular file with one link and owned by the
  * effective user, so that a link planted by another user cannot direct
- * mail into a file of theirs.
+ * mail into a file of theirs.  The effective user is the record's uid
+ * when it names one, because privilege_run() takes that uid or rejects
+ * the record.
  */
 static int
 check_mbox(const struct stat *st, const char *path, struct store_reply *reply)
@@ -231,26 +233,48 @@ check_mbox(const struct stat *st, const char *path, struct store_reply *reply)
 }
 
 /*
- * Opens or creates the mbox for appending, for reading too, because an
- * interrupted delivery's partial message is compared before it is cut.
- * O_NOFOLLOW rejects a symbolic link.  O_NONBLOCK keeps open() of a FIFO
- * from waiting for a reader, and has no effect on the regular file that
- * check_mbox() wants.
+ * Opens an existing mbox, or creates a new one with O_EXCL so that no
+ * file planted in between is taken for it.  It is opened for reading
+ * too, because an interrupted delivery's partial message is compared
+ * before it is cut.  O_NOFOLLOW rejects a symbolic link.  O_NONBLOCK
+ * keeps open() of a FIFO from waiting for a reader, and has no effect on
+ * the regular file that check_mbox() wants.
  */
+static int
+open_or_create(const char *path, struct store_reply *reply)
+{
+    const int flags = O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+                      O_CLOEXEC;
+    struct stat st;
+    int attempt, fd = -1;
+
+    for (attempt = 0; attempt < 2 && fd == -1; attempt++) {
+        fd = open(path, flags);
+        if (fd == -1 && errno == ENOENT)
+            fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+        if (fd == -1 && errno != EEXIST && errno != ENOENT)
+            break;
+    }
+    if (fd >= 0)
+        return fd;
+    if (errno == ELOOP && lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "mbox %s: symbolic link, not followed", path);
+    else
+        store_reply_errno(reply, errno, "open", path);
+    return -1;
+}
+
+/* Opens or creates the mbox and checks it with check_mbox(). */
 static int
 open_mbox(const char *path, struct store_reply *reply)
 {
     struct stat st;
     int fd;
 
-    fd = open(path,
-              O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
-                  O_CLOEXEC,
-              0600);
-    if (fd == -1) {
-        store_reply_errno(reply, errno, "open", path);
+    fd = open_or_create(path, reply);
+    if (fd == -1)
         return -1;
-    }
     if (fstat(fd, &st) == -1) {
         store_reply_errno(reply, errno, "fstat", path);
         close(fd);

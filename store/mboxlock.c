@@ -362,6 +362,45 @@ inspect_dotlock(struct mbox_lock *lk, struct store_reply *reply)
     return DOTLOCK_TAKEN;
 }
 
+/*
+ * Checks the file that holds the dotlock path.  A symbolic link, a file
+ * of another type or a file with more links is no lock that a mail
+ * reader took, but a trap, planted to make a delivery follow it or
+ * remove it as stale: it gets 451 4.3.0 at once, and it stays in place
+ * for the postmaster.
+ * NOTE: liblockfile takes a dotlock by link() from a unique name, so for
+ * an instant its lock has two links, and a delivery that looks then is
+ * deferred.
+ */
+static int
+check_dotlock(const char *lock_path, struct store_reply *reply)
+{
+    struct stat st;
+
+    if (lstat(lock_path, &st) == -1) {
+        if (errno == ENOENT)
+            return 0;
+        store_reply_errno(reply, errno, "lstat dotlock", lock_path);
+        return -1;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "dotlock %s: symbolic link, not followed", lock_path);
+        return -1;
+    }
+    /* No links left: its holder removed it while lstat() looked it up. */
+    if (S_ISREG(st.st_mode) && st.st_nlink == 0)
+        return 0;
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "dotlock %s: not a regular file with one link "
+                        "(%lu links)",
+                        lock_path, (unsigned long)st.st_nlink);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 take_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
              struct store_reply *reply)
@@ -373,6 +412,8 @@ take_dotlock(struct mbox_lock *lk, const struct timespec *deadline,
         created = create_dotlock(lk, deadline, reply);
         if (created != 1)
             return created;
+        if (check_dotlock(lk->path, reply) == -1)
+            return -1;
 
         state = inspect_dotlock(lk, reply);
         if (state == DOTLOCK_TAKEN)

@@ -111,6 +111,8 @@ int store_deliver(const struct delivery *, const struct mailbox *,
                   struct store_reply *);
 size_t store_header_block(const struct delivery *, char *buffer,
                           size_t size);
+int store_check_quota(const struct mailbox *, unsigned long long size,
+                      struct store_reply *);
 
 /* folder.c: the Maildir++ folder of a +detail. */
 int maildir_detail_is_safe(const char *detail);
@@ -126,6 +128,16 @@ int maildir_deliver_memory(const char *dir, const char *header,
 int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);
+
+/*
+ * privilege.c: the identity a delivery runs as.  A task writes into one
+ * mailbox and returns 0 with a 250 reply, or -1 with the reply set.
+ */
+typedef int (*privilege_task)(void *arg, struct store_reply *);
+int privilege_drop(uid_t uid, gid_t gid, const char *name, char *error,
+                   size_t size);
+int privilege_run(const struct mailbox *, privilege_task, void *arg,
+                  struct store_reply *);
 
 /* Bytes and messages: a mailbox's usage, or its limits with 0 for none. */
 struct quota_counts {

@@ -2,7 +2,9 @@
 
 The Check unit suites in tests/unit/ run first, then the Python suites
 tests/test_*.py (dialogues, Postfix end to end, the message corpus).
-Set TESTS=name,name to run only the Python suites with those names.
+Set TESTS=name,name to run only the Python suites with those names,
+CHECK_DIR to run the Check suites of another build, and LMTPD to test
+another lmtpd binary.
 """
 
 import glob
@@ -18,8 +20,8 @@ sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
 
 def run_check_suites():
     passed = failed = 0
-    for binary in sorted(glob.glob(os.path.join(TOP, "tests", "unit",
-                                                "check_*"))):
+    folder = os.environ.get("CHECK_DIR", os.path.join(TOP, "tests", "unit"))
+    for binary in sorted(glob.glob(os.path.join(folder, "check_*"))):
         if binary.endswith(".c") or not os.access(binary, os.X_OK):
             continue
         result = subprocess.run([binary], stdout=subprocess.PIPE,

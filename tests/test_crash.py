@@ -26,7 +26,7 @@ import re
 import time
 import unittest
 
-from harness import build_map, make_folder
+from harness import build_map, give_to_delivery_user, make_folder
 from mailcheck import (Client, Lost, code_of, data_bytes, identify,
                        make_body, mbox_tags, start_lmtpd)
 
@@ -95,6 +95,8 @@ class CrashWorld:
         ])
         os.makedirs(os.path.join(self.folder, "mail"))
         os.makedirs(self.spool)
+        # Run as root, lmtpd runs as the test user (see start_lmtpd).
+        give_to_delivery_user(self.folder)
         self.bodies = {}
         self.delivered = {MAILDIR_USER: set(), MBOX_USER: set()}
         self.clean_end = 0

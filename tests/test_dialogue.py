@@ -7,7 +7,6 @@ compared byte by byte with what the mailbox holds.
 import mailbox
 import os
 import re
-import shutil
 import smtplib
 import socket
 import subprocess
@@ -48,11 +47,12 @@ STORED_BODY = BODY.replace(b"\r\n", b"\n").replace(b"\n..", b"\n.")
 
 class DialogueTest(unittest.TestCase):
     mode = "accept"
+    identity = "records"
 
     @classmethod
     def setUpClass(cls):
         cls.server = LmtpdServer("dialogue-" + cls.mode, USERS,
-                                 mode=cls.mode,
+                                 mode=cls.mode, identity=cls.identity,
                                  extra_args=["--max-size", "1M"])
 
     @classmethod
@@ -61,8 +61,7 @@ class DialogueTest(unittest.TestCase):
 
     def setUp(self):
         # Each test starts with empty mailboxes.
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         self.sock = self.server.connect_raw()
         self.dialogue = Dialogue(self.sock)
         greeting = self.dialogue.reply()
@@ -366,8 +365,10 @@ class SpoolFolderMissingTest(unittest.TestCase):
 
 
 class ListeningSocketTest(DialogueTest):
-    """The same dialogues with systemd Accept=no: lmtpd accepts and forks."""
+    """The same dialogues with systemd Accept=no: lmtpd accepts and forks,
+    after --user has made the whole process the delivery user."""
     mode = "listen"
+    identity = "user"
 
     def test_parallel_connections(self):
         socks = [self.server.connect_raw() for _ in range(5)]
@@ -520,7 +521,7 @@ class CommandLineTest(unittest.TestCase):
         self.assertEqual(result.returncode, 0)
         for option in ("--map", "--hostname", "--max-size",
                        "--recipient-delimiter", "--timeout", "--spool-dir",
-                       "--max-children", "--log", "--version"):
+                       "--max-children", "--log", "--user", "--version"):
             self.assertIn(option, result.stdout)
         result = self.run_lmtpd("-V")
         self.assertRegex(result.stdout, r"^lmtpd \d+\.\d+")

@@ -14,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import Dialogue, LmtpdServer
+from harness import Dialogue, LmtpdServer, give_to_delivery_user
 from mailcheck import (Client, chunk_bytes, code_of, make_body,
                        maildir_files, mbox_tags, transaction)
 
@@ -35,6 +35,8 @@ def mount_tmpfs(test, path, size):
         test.skipTest("cannot mount a tmpfs here (%s): %s"
                       % (result.returncode, result.stdout.strip()))
     test.addCleanup(unmount, path)
+    # Run as root, lmtpd writes the mailboxes as the test user.
+    give_to_delivery_user(path)
 
 
 def unmount(path):

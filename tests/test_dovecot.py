@@ -130,16 +130,19 @@ class DovecotTest(unittest.TestCase):
         """Start lmtpd and write Dovecot's configuration, both in top."""
         os.chmod(top, 0o755)
         cls.mail = os.path.join(top, "mail")
+        cls.uid, cls.gid = mail_owner()
+        # Run as root, lmtpd delivers as the user that Dovecot runs as.
+        owner = (" uid=%d gid=%d" % (cls.uid, cls.gid)
+                 if os.geteuid() == 0 else "")
         users = {
-            "alice@example.com": "mailbox=%s/alice/ quota=10K messages=20"
-                                 % cls.mail,
-            "bob@example.com": "mailbox=%s/bob/ quota=10K messages=20"
-                               % cls.mail,
+            "alice@example.com": "mailbox=%s/alice/ quota=10K messages=20%s"
+                                 % (cls.mail, owner),
+            "bob@example.com": "mailbox=%s/bob/ quota=10K messages=20%s"
+                               % (cls.mail, owner),
         }
         cls.server = LmtpdServer(NAME, users, extra_args=["--create-folders"])
         run_dir = os.path.join(top, "run")
         os.makedirs(run_dir)
-        cls.uid, cls.gid = mail_owner()
         cls.config = os.path.join(top, "dovecot.conf")
         with open(cls.config, "w", encoding="ascii") as f:
             f.write(DOVECOT_CONF.format(run=run_dir, mail=cls.mail,
@@ -157,6 +160,7 @@ class DovecotTest(unittest.TestCase):
     def setUp(self):
         shutil.rmtree(self.mail, ignore_errors=True)
         os.makedirs(self.mail)
+        self.give_to_dovecot()
 
     def path(self, box):
         return os.path.join(self.mail, box)

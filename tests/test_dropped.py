@@ -11,15 +11,14 @@ so that the spool is a named temporary file removed at once.
 
 import errno
 import os
-import shutil
 import socket
 import struct
 import time
 import unittest
 
 from harness import WORK, Dialogue, LmtpdServer
-from mailcheck import (FAULT_SHIM, Client, chunk_bytes, data_bytes,
-                       make_body, maildir_files, read_trace, transaction)
+from mailcheck import (Client, chunk_bytes, data_bytes, make_body,
+                       maildir_files, read_trace, shim_preload, transaction)
 
 MAILDIR_USER = "maildir@example.com"
 MBOX_USER = "mbox@example.com"
@@ -53,8 +52,7 @@ class DroppedConnectionTest(unittest.TestCase):
         cls.server.stop()
 
     def setUp(self):
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         client = self.connect()
         codes = transaction(client, [MAILDIR_USER, MBOX_USER],
                             make_body("first", 1000))
@@ -158,7 +156,7 @@ class DroppedWithoutTmpfileTest(DroppedConnectionTest):
     it, so the spool is a named file that lmtpd removes at once."""
     name = "dropped-no-tmpfile"
     trace = os.path.join(WORK, "dropped-no-tmpfile-trace")
-    env = {"LD_PRELOAD": FAULT_SHIM, "LMTPD_FAULT_NO_TMPFILE": "1",
+    env = {"LD_PRELOAD": shim_preload(), "LMTPD_FAULT_NO_TMPFILE": "1",
            "LMTPD_FAULT_TRACE": trace}
 
     @classmethod

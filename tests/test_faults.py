@@ -2,12 +2,14 @@
 
 lmtpd runs under tests/lib/fault_shim.so, which makes the Nth wrapped
 call (open, openat, write, writev, pwrite, copy_file_range, fsync,
-fdatasync, rename, renameat2, link, ftruncate or close) fail with EIO,
-ENOSPC or EDQUOT, or kills the process there.  A session delivers one
-message to a Maildir recipient and an mbox recipient, in both orders,
-with DATA and with BDAT, and a small message that lmtpd keeps in memory
-with DATA.  A first run without faults counts the calls; then every
-call is made to fail in turn.  For each run:
+fdatasync, rename, renameat2, link, linkat, ftruncate or close) fail
+with EIO, ENOSPC or EDQUOT, or kills the process there.  Run as root,
+the tests start lmtpd as the mailbox owner, so that one process makes
+every call.  A session delivers one message to a Maildir recipient
+and an mbox recipient, in both orders, with DATA and with BDAT, and a
+small message that lmtpd keeps in memory with DATA.  A first run
+without faults counts the calls; then every call is made to fail in
+turn.  For each run:
 
 - the recipient whose mailbox the failed call wrote gets the reply for
   its errno (ENOSPC 452 4.3.1, EDQUOT 552 5.2.2, EIO 451 4.3.0), and
@@ -36,7 +38,8 @@ import os
 import shutil
 import unittest
 
-from harness import build_map, make_folder
+from harness import (build_map, delivery_user, give_to_delivery_user,
+                     make_folder)
 from mailcheck import (Client, fault_env, maildir_files, mbox_tags,
                        identify, make_body, read_trace, send_message,
                        start_lmtpd)
@@ -63,15 +66,22 @@ MAX_FAILURE_POINTS = 400
 
 class FaultWorld:
     """A user map, a spool folder and a template of two mailboxes that
-    each run starts from: a Maildir and an mbox with one message each."""
+    each run starts from: a Maildir and an mbox with one message each.
+    With as_root, lmtpd runs as root and the records name the test user's
+    uid= and gid=, so that a child process delivers each message."""
 
-    def __init__(self):
-        self.folder = make_folder("faults")
+    def __init__(self, name="faults", as_root=False):
+        self.as_root = as_root
+        self.folder = make_folder(name)
+        owner = ""
+        if as_root:
+            owner = " uid=%d gid=%d" % delivery_user()
         # With quotas, so that the maildirsize file is read and written.
         self.map = build_map(self.folder, [
-            "%s mailbox=%s/mail/maildir/ quota=1G" % (MAILDIR_USER,
-                                                     self.folder),
-            "%s mailbox=%s/mail/mbox quota=1G" % (MBOX_USER, self.folder),
+            "%s mailbox=%s/mail/maildir/ quota=1G%s" % (MAILDIR_USER,
+                                                       self.folder, owner),
+            "%s mailbox=%s/mail/mbox quota=1G%s" % (MBOX_USER, self.folder,
+                                                   owner),
         ])
         self.mail = os.path.join(self.folder, "mail")
         self.maildir = os.path.join(self.mail, "maildir")
@@ -83,6 +93,9 @@ class FaultWorld:
         os.makedirs(self.spool)
         self.bodies = {}
         os.makedirs(self.mail)
+        # Run as root, lmtpd switches to the test user, which writes the
+        # mailboxes, the spool and the shim's trace in this folder.
+        give_to_delivery_user(self.folder)
         outcome = self.deliver("base", None)
         if outcome["results"] != {MAILDIR_USER: DELIVERED,
                                   MBOX_USER: DELIVERED}:
@@ -97,6 +110,7 @@ class FaultWorld:
     def reset(self):
         shutil.rmtree(self.mail)
         shutil.copytree(self.template, self.mail)
+        give_to_delivery_user(self.mail)
         if os.path.exists(self.trace):
             os.unlink(self.trace)
 
@@ -113,7 +127,7 @@ class FaultWorld:
             process, dialogue = start_lmtpd(
                 ["--map", self.map, "--spool-dir", self.spool,
                  "--hostname", "mx.test.example", "--lock-timeout", "2"],
-                env=env, log=log)
+                env=env, log=log, as_owner=not self.as_root)
             outcome = send_message(Client(dialogue), recipients,
                                    self.bodies[tag], mode,
                                    first_chunk=70000 if size > 70000
@@ -126,16 +140,33 @@ class FaultWorld:
         return self.maildir if address == MAILDIR_USER else self.mbox
 
 
-def is_quota_call(world, fault):
+def opens_delivery_folder(world, fault, calls):
+    """Return True for maildir_deliver() opening the Maildir or its new/:
+    it opens the Maildir with openat() on the path without its final
+    "/", then tmp/ and new/ through that descriptor.  The quota scan opens
+    the Maildir with open() on the path with the "/"."""
+    if fault["function"] != "openat":
+        return False
+    if fault["target"] == world.maildir:
+        return True
+    if fault["target"] != world.maildir + "/new":
+        return False
+    before = [c for c in calls if c["number"] == fault["number"] - 2]
+    return (len(before) == 1 and before[0]["function"] == "openat"
+            and before[0]["target"] == world.maildir)
+
+
+def is_quota_call(world, fault, calls):
     """Return True for a call that reads or writes the Maildir's usage:
     the maildirsize file, or a read of the Maildir's folders to count
-    it, as opposed to the open() of new/ that makes a link durable."""
+    it, as opposed to the opens of the Maildir and new/ that deliver the
+    message and make its link durable."""
     target = fault["target"]
     if "maildirsize" in target:
         return True
     if fault["mode"] != "r" or fault["function"] not in ("open", "openat"):
         return False
-    if fault["function"] == "open" and target == world.maildir + "/new":
+    if opens_delivery_folder(world, fault, calls):
         return False
     return target.rstrip("/") in (world.maildir, world.maildir + "/new",
                                   world.maildir + "/cur")
@@ -159,7 +190,7 @@ def classify(world, fault, calls):
     if greeting is not None and fault["number"] < greeting:
         return "startup", None
 
-    if is_quota_call(world, fault):
+    if is_quota_call(world, fault, calls):
         return "quota", MAILDIR_USER
     if fault["function"] == "close" and (
             fault["mode"] == "r" or target.startswith(world.spool)
@@ -204,7 +235,7 @@ def delivered_before(world, fault, calls, address):
         if call["number"] >= fault["number"] or call["outcome"] != "ok":
             continue
         if address == MAILDIR_USER and call["function"] in (
-                "rename", "renameat2", "link") and \
+                "rename", "renameat2", "link", "linkat") and \
                 call["target"].startswith(world.maildir + "/new/"):
             return True
         if address == MBOX_USER and call["function"] == "fsync" and \
@@ -494,11 +525,13 @@ class FaultInjectionTest(unittest.TestCase):
         world = self.world
         recipients = (MAILDIR_USER,)
         self.count_calls(recipients, "data")
-        tmp_open = [c["number"] for c in read_trace(world.trace)
-                    if c["function"] == "open"
+        calls = read_trace(world.trace)
+        tmp_open = [c["number"] for c in calls
+                    if c["function"] in ("open", "openat")
                     and "/maildir/tmp/" in c["target"]
-                    and not is_quota_call(world, c)]
+                    and not is_quota_call(world, c, calls)]
         self.assertEqual(len(tmp_open), 1)
+        # The Maildir writer moves tmp/ into new/ with renameat2().
         cases = (("renameat2:1", DELIVERED, 2),
                  (str(tmp_open[0]), DELIVERED, 1),
                  ("renameat2:1,renameat2:2,renameat2:3,renameat2:4,"
@@ -582,6 +615,77 @@ class FaultInjectionTest(unittest.TestCase):
 
     def test_faults_with_bdat(self):
         self.run_sweeps("bdat")
+
+
+@unittest.skipUnless(os.geteuid() == 0, "delivery children need root")
+class DeliveryChildKillTest(unittest.TestCase):
+    """lmtpd runs as root and forks a child per recipient, which is killed
+    at each of its calls in turn.  The session goes on: the recipient of
+    a killed child gets 451 4.3.0 and the other one its own reply, a 250
+    means the message is stored whole, and the next delivery, which cuts
+    off what a killed mbox append left, makes both mailboxes whole."""
+
+    def test_kill_child_at_each_call(self):
+        world = FaultWorld("faults-child", as_root=True)
+        recipients = (MAILDIR_USER, MBOX_USER)
+        world.reset()
+        outcome = world.deliver("count", fault_env(trace=world.trace,
+                                                   scope="children"),
+                                recipients, "data", BODY_SIZE)
+        self.assertEqual(outcome["results"],
+                         {a: DELIVERED for a in recipients})
+        calls = max(c["number"] for c in read_trace(world.trace))
+        self.assertGreater(calls, 10)
+
+        violations, repairs, log_start = [], 0, os.path.getsize(world.log)
+        for number in range(1, calls + 1):
+            world.reset()
+            before = world.snapshot()
+            tag = "child-kill-%d" % number
+            outcome = world.deliver(tag, fault_env(at=number, action="kill",
+                                                   scope="children",
+                                                   trace=world.trace),
+                                    recipients, "data", BODY_SIZE)
+            killed = {c["target"] for c in read_trace(world.trace)
+                      if c["outcome"] == "kill"}
+            found = ["%s: %s" % (a, p) for a in recipients
+                     for p in self.check_replies(world, before, outcome,
+                                                 a, tag)]
+            if not killed:
+                found.append("no child was killed")
+            if outcome["exit"] != 0:
+                found.append("lmtpd exit status %s" % outcome["exit"])
+            more, _ = check_after_kill(world, before, outcome, tag,
+                                       recipients)
+            violations += ["kill at child call %d (%s): %s"
+                           % (number, sorted(killed), v)
+                           for v in found + more]
+        with open(world.log, encoding="utf-8") as f:
+            log = f.read()[log_start:]
+        repairs = log.count("partial message")
+        print("\nkills of delivery children: %d points, %d partial mbox "
+              "messages cut, %d violations" % (calls, repairs,
+                                                len(violations)))
+        self.assertEqual(violations, [], "\n".join(violations))
+        self.assertIn("delivery process killed by signal 9", log)
+        # A notice of the child that cut the partial message reached the
+        # session's log through the pipe.
+        self.assertGreater(repairs, 0)
+
+    @staticmethod
+    def check_replies(world, before, outcome, address, tag):
+        """Return the violations of one recipient's final reply: 250 with
+        the message stored once, or 451 4.3.0, to RCPT when the child of
+        the quota check was killed, with it stored at most once, because
+        a child killed after the link into new/ or the final fsync of
+        the mbox has stored it without replying."""
+        code = final_code(outcome, address)
+        added, _ = added_messages(world, before, address, tag, killed=True)
+        if code == DELIVERED:
+            return [] if added == 1 else ["250 but %d messages added" % added]
+        if code == MAILBOX_REPLY["EIO"]:
+            return [] if added <= 1 else ["451 but %d messages added" % added]
+        return ["reply %s" % code]
 
 
 if __name__ == "__main__":

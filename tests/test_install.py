@@ -21,7 +21,8 @@ MAN_PAGES = [("man5", "lmtpd.users.5"), ("man8", "lmtpd.8"),
              ("man8", "lmtpd-transport.8")]
 UNITS = ["lmtpd.socket", "lmtpd@.service", "lmtpd-acceptor.socket",
          "lmtpd-acceptor.service", "lmtpd-backend.socket",
-         "lmtpd-backend@.service"]
+         "lmtpd-backend@.service", "lmtpd-system.socket",
+         "lmtpd-system@.service"]
 EXAMPLES = ["recipes.md", "users.txt.example", "lmtpd.xinetd",
             "inetd.conf"]
 

@@ -7,7 +7,6 @@ client gets its own lmtpd process, as under systemd.
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -135,8 +134,7 @@ class HeldLockTest(unittest.TestCase):
         cls.server.stop()
 
     def setUp(self):
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         client = greet(self.server)
         tag = "first-%s" % self.id()
         body = make_body(tag, 2000)

@@ -20,7 +20,7 @@ import time
 import unittest
 
 from harness import (HOSTNAME, LMTPD, Dialogue, LmtpdServer, build_map,
-                     make_folder)
+                     delivery_user, give_to_delivery_user, make_folder)
 from private import PrivateMounts, SyslogReceiver, missing_namespace_support
 
 JOURNALD = "/lib/systemd/systemd-journald"
@@ -290,9 +290,13 @@ class JournalTest(unittest.TestCase):
         os.makedirs(self.journal)
         self.mail = os.path.join(self.folder, "mail")
         os.makedirs(self.mail)
+        # Run as root, lmtpd delivers as the test user that records name.
+        give_to_delivery_user(self.mail)
+        ids = delivery_user()
+        owner = " uid=%d gid=%d" % ids if ids is not None else ""
         self.map = build_map(self.folder, [
-            "alice@example.com mailbox=%s/alice/" % self.mail,
-            "bob@example.com mailbox=%s/bob.mbox" % self.mail])
+            "alice@example.com mailbox=%s/alice/%s" % (self.mail, owner),
+            "bob@example.com mailbox=%s/bob.mbox%s" % (self.mail, owner)])
         self.journald_pid = os.path.join(self.folder, "journald.pid")
         self.listen = os.path.join(self.folder, "lmtp.sock")
         self.process = None

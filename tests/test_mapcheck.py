@@ -131,7 +131,8 @@ class CheckMapTest(unittest.TestCase):
         result = run_lmtpd("--check-map", text)
         self.assertEqual(result.returncode, 66)
         self.assertEqual(result.stderr, "lmtpd: cannot read map %s: not a "
-                         "cdb file; build it with \"cdb -c -m %s FILE.txt\"\n"
+                         "cdb file; check a text map with --check-map-text, "
+                         "and build the cdb with \"cdb -c -m MAP.cdb %s\"\n"
                          % (text, text))
 
         # A bad record in one file and an unreadable other: 66 wins.

@@ -30,8 +30,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (TOP, WORK, LmtpdServer, build_map, make_folder,
-                     mount_namespace_problem)
+from harness import (TOP, WORK, LmtpdServer, build_map, delivery_user,
+                     make_folder, mount_namespace_problem)
 from postfix import (DELIVERY_TIMEOUT, POSTFIX_HOSTNAME, PostfixTestCase,
                      free_port, missing_requirement, print_log_on_failure)
 
@@ -62,13 +62,16 @@ def map_lines(moved=None):
     """Return the shared map's text lines.  moved names a recipient whose
     record names store1 in place of its home, as in a map that the front
     end still has from before the mailbox moved."""
+    # Run as root, each store delivers as the test user of the records.
+    ids = delivery_user()
+    owner = " uid=%d gid=%d" % ids if ids is not None else ""
     lines = []
     for address, (box, store) in USERS.items():
         if address == moved:
             store = "store1"
-        lines.append("%s mailbox=%s host=%s"
+        lines.append("%s mailbox=%s host=%s%s"
                      % (address, os.path.join(MAIL_ROOT, box),
-                        STORES[store][0]))
+                        STORES[store][0], owner))
     return lines
 
 

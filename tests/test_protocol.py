@@ -8,12 +8,11 @@ header block that lmtpd adds).
 
 import os
 import re
-import shutil
 import time
 import unittest
 
-from harness import (HOSTNAME, Dialogue, LmtpdServer, maildir_messages,
-                     strip_header_block)
+from harness import (HOSTNAME, Dialogue, LmtpdServer, give_to_delivery_user,
+                     maildir_messages, strip_header_block)
 
 USERS = {
     "alice@example.com": "alice/",
@@ -266,8 +265,7 @@ class ProtocolTest(unittest.TestCase):
 
     def run_case(self, case):
         name, sends, expected, mailboxes, closes = case
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         with self.server.connect_raw() as sock:
             dialogue = Dialogue(sock)
             self.assertRegex(dialogue.line().decode(), "^220 " + HOSTNAME)
@@ -299,8 +297,7 @@ class ProtocolTest(unittest.TestCase):
                 self.run_case(case)
 
     def test_recipient_limit(self):
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         with self.server.connect_raw() as sock:
             dialogue = Dialogue(sock)
             dialogue.line()
@@ -347,6 +344,7 @@ class DetailFolderTest(unittest.TestCase):
             os.makedirs(server.path("alice/.lists"))
             os.makedirs(server.path("elsewhere"))
             os.symlink(server.path("elsewhere"), server.path("alice/.linked"))
+            give_to_delivery_user(server.mail)
             self.deliver(server, ["alice+lists@example.com",
                                   "alice+missing@example.com",
                                   "alice+.lists@example.com",

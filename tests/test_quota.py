@@ -10,11 +10,11 @@ byte.
 
 import os
 import re
-import shutil
 import time
 import unittest
 
-from harness import (HOSTNAME, WORK, Dialogue, LmtpdServer, maildir_messages,
+from harness import (HOSTNAME, WORK, Dialogue, LmtpdServer,
+                     give_to_delivery_user, maildir_messages,
                      strip_header_block)
 
 SENDER = "sender@example.org"
@@ -230,6 +230,7 @@ class QuotaTest(unittest.TestCase):
                 fill_maildir(path, sizes)
             else:
                 fill_mbox(path, sizes[0])
+        give_to_delivery_user(self.server.mail)
 
     def stored(self, box, prefill):
         """Return the messages lmtpd stored in box, without the header
@@ -261,8 +262,7 @@ class QuotaTest(unittest.TestCase):
 
     def run_case(self, case):
         name, prefill, sends, expected, stored, sizes = case
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         self.fill(prefill)
         with self.server.connect_raw() as sock:
             dialogue = Dialogue(sock)
@@ -289,8 +289,7 @@ class QuotaTest(unittest.TestCase):
     def test_header_length_formula(self):
         """The boundary cases depend on header_length(): check it against
         a stored message."""
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         with self.server.connect_raw() as sock:
             dialogue = Dialogue(sock)
             dialogue.line()
@@ -309,9 +308,9 @@ class QuotaTest(unittest.TestCase):
 
     def test_rejection_logged(self):
         """The reply and the log line for a full mailbox."""
-        shutil.rmtree(self.server.mail)
-        os.makedirs(self.server.mail)
+        self.server.reset_mail()
         fill_maildir(self.server.path("small/"), [1990])
+        give_to_delivery_user(self.server.mail)
         with self.server.connect_raw() as sock:
             dialogue = Dialogue(sock)
             dialogue.line()

@@ -9,8 +9,8 @@
  *                           Nth wrapped call of any kind, NAME:N the Nth
  *                           call of NAME (open, openat, write, writev,
  *                           pwrite, copy_file_range, fsync, fdatasync,
- *                           rename, renameat2, link, ftruncate, close),
- *                           counting from 1
+ *                           rename, renameat2, link, linkat, ftruncate,
+ *                           close), counting from 1
  *   LMTPD_FAULT_ERRNO       EIO (the default), ENOSPC, EDQUOT or a number
  *   LMTPD_FAULT_ACTION      "fail" (the default) to return -1 with that
  *                           errno, or "kill" to send the process SIGKILL
@@ -20,6 +20,10 @@
  *                           fault or kill), access mode and target
  *   LMTPD_FAULT_NO_TMPFILE  when set, open() with O_TMPFILE fails with
  *                           EOPNOTSUPP, as on a file system without it
+ *   LMTPD_FAULT_SCOPE       "children" to count, fail and trace only the
+ *                           calls of processes forked by the first one,
+ *                           such as lmtpd's delivery children as root:
+ *                           each child counts from 1
  *
  * Calls that glibc makes internally, such as those of stdio and syslog,
  * bypass these wrappers and are neither counted nor failed.
@@ -59,6 +63,7 @@ enum call {
     CALL_RENAME,
     CALL_RENAMEAT2,
     CALL_LINK,
+    CALL_LINKAT,
     CALL_FTRUNCATE,
     CALL_CLOSE,
     CALL_COUNT
@@ -76,6 +81,7 @@ static const char *const call_names[CALL_COUNT] = {
     [CALL_RENAME] = "rename",
     [CALL_RENAMEAT2] = "renameat2",
     [CALL_LINK] = "link",
+    [CALL_LINKAT] = "linkat",
     [CALL_FTRUNCATE] = "ftruncate",
     [CALL_CLOSE] = "close",
 };
@@ -94,6 +100,8 @@ static struct {
     int err;
     int kill;
     int no_tmpfile;
+    int children_only;
+    pid_t first_pid; /* the process that loaded the settings */
     int trace_fd;
     unsigned long total;                /* wrapped calls so far */
     unsigned long per_call[CALL_COUNT]; /* calls of each kind so far */
@@ -151,6 +159,9 @@ load_settings(void)
     shim.err = parse_errno(getenv("LMTPD_FAULT_ERRNO"));
     shim.kill = action != NULL && strcmp(action, "kill") == 0;
     shim.no_tmpfile = getenv("LMTPD_FAULT_NO_TMPFILE") != NULL;
+    shim.children_only = getenv("LMTPD_FAULT_SCOPE") != NULL &&
+                         strcmp(getenv("LMTPD_FAULT_SCOPE"), "children") == 0;
+    shim.first_pid = getpid();
     if (at != NULL) {
         snprintf(list, sizeof list, "%s", at);
         for (item = strtok_r(list, ",", &saved);
@@ -165,7 +176,10 @@ load_settings(void)
                          O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
-/* Counts a call of kind and returns 1 when it is one to fail. */
+/*
+ * Counts a call of kind and returns 1 when it is one to fail.  A call
+ * that is not counted gets number 0.
+ */
 static int
 count_call(enum call kind, unsigned long *number)
 {
@@ -173,6 +187,9 @@ count_call(enum call kind, unsigned long *number)
 
     if (!shim.loaded)
         load_settings();
+    *number = 0;
+    if (shim.children_only && getpid() == shim.first_pid)
+        return 0;
     *number = ++shim.total;
     shim.per_call[kind]++;
     for (i = 0; i < shim.fault_count; i++) {
@@ -231,7 +248,7 @@ trace(unsigned long number, enum call kind, const char *outcome,
     int saved = errno;
     int len;
 
-    if (shim.trace_fd < 0)
+    if (shim.trace_fd < 0 || number == 0)
         return;
     len = snprintf(line, sizeof line, "%lu\t%s\t%s\t%s\t%s%s%s\n", number,
                    call_names[kind], outcome, mode, target,
@@ -521,19 +538,53 @@ link(const char *from, const char *to)
     return path_call(CALL_LINK, "link", from, to);
 }
 
-/* The trace names the paths as given: lmtpd gives absolute ones. */
+/* Writes the path of name under dirfd into out, as shim_openat() does. */
+static const char *
+describe_at(int dirfd, const char *name, char *out, size_t size)
+{
+    char folder[PATH_MAX];
+
+    if (dirfd == AT_FDCWD || name[0] == '/')
+        snprintf(out, size, "%s", name);
+    else
+        snprintf(out, size, "%s/%s", describe_fd(dirfd, folder, sizeof folder),
+                 name);
+    return out;
+}
+
+int
+linkat(int from_dirfd, const char *from, int to_dirfd, const char *to,
+       int flags)
+{
+    int (*next)(int, const char *, int, const char *, int) = real("linkat");
+    char target[PATH_MAX + 64], source[PATH_MAX + 64];
+    unsigned long number;
+    int result;
+
+    describe_at(to_dirfd, to, target, sizeof target);
+    describe_at(from_dirfd, from, source, sizeof source);
+    if (before_call(CALL_LINKAT, &number, "-", target, source))
+        return -1;
+    result = next(from_dirfd, from, to_dirfd, to, flags);
+    after_call(number, CALL_LINKAT, result, "-", target, source);
+    return result;
+}
+
 int
 renameat2(int from_dirfd, const char *from, int to_dirfd, const char *to,
           unsigned int flags)
 {
     int (*next)(int, const char *, int, const char *, unsigned int) =
         real("renameat2");
+    char target[PATH_MAX + 64], source[PATH_MAX + 64];
     unsigned long number;
     int result;
 
-    if (before_call(CALL_RENAMEAT2, &number, "-", to, from))
+    describe_at(to_dirfd, to, target, sizeof target);
+    describe_at(from_dirfd, from, source, sizeof source);
+    if (before_call(CALL_RENAMEAT2, &number, "-", target, source))
         return -1;
     result = next(from_dirfd, from, to_dirfd, to, flags);
-    after_call(number, CALL_RENAMEAT2, result, "-", to, from);
+    after_call(number, CALL_RENAMEAT2, result, "-", target, source);
     return result;
 }

@@ -4,9 +4,15 @@ Each LmtpdServer gets its own folder under tests/work/: a text user map
 compiled with the real `cdb -c -m`, mailboxes, a spool folder and the
 server's log.  The server listens only on a unix socket in that folder,
 or on a loopback TCP port.
+
+Run as root, the tests deliver as the unprivileged system user
+lmtpd-test, which the harness creates when it is missing: either every
+record names its uid= and gid= and root lmtpd forks a child per
+delivery, or --user switches the whole process to it.
 """
 
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -14,9 +20,41 @@ import subprocess
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LMTPD = os.path.join(TOP, "lmtpd")
+# LMTPD names another build, such as the sanitizer build, to test.
+LMTPD = os.path.abspath(os.environ.get("LMTPD", os.path.join(TOP, "lmtpd")))
 WORK = os.path.join(TOP, "tests", "work")
 HOSTNAME = "mx.test.example"
+TEST_USER = "lmtpd-test"
+
+
+def delivery_user():
+    """Return (uid, gid) of the user that deliveries run as: lmtpd-test,
+    created on first use, when the tests run as root; else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        # Another test run may add the user first, so the result of
+        # useradd does not matter, only that the user exists after it.
+        subprocess.run(["useradd", "--system", "--user-group",
+                        "--no-create-home", "--home-dir", "/nonexistent",
+                        "--shell", "/usr/sbin/nologin", TEST_USER],
+                       check=False)
+        entry = pwd.getpwnam(TEST_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def give_to_delivery_user(path):
+    """Make path and everything under it owned by the delivery user, so
+    that lmtpd can write there after it has dropped root."""
+    ids = delivery_user()
+    if ids is None:
+        return
+    os.chown(path, *ids)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), *ids)
 
 
 def read_recipe(name):
@@ -94,10 +132,12 @@ class LmtpdServer:
 
     def __init__(self, name, users, mode="accept", extra_args=(), tcp=None,
                  hostname=HOSTNAME, map_path=None, mail_at=None,
-                 env=None, socket_path=None):
+                 env=None, socket_path=None, identity="records",
+                 command_prefix=None):
         """users maps an address to its mailbox name under the folder:
         a name ending in "/" is a Maildir, any other an mbox file.  A
-        value that contains "=" is used as the record as it is.
+        value that contains "=" is the record's value, to which only
+        identity may add fields.
         mode: "accept" (Accept=yes), "listen" (Accept=no) or "inetd".
         map_path: an existing map to use instead of one built from users.
         mail_at: a folder over which this server's mail folder is
@@ -105,19 +145,37 @@ class LmtpdServer:
         in_mount_namespace).
         env: variables that systemd-socket-activate sets for lmtpd.
         socket_path: where the unix socket goes, by default lmtp.sock in
-        the folder."""
+        the folder.
+        identity, when the tests run as root: "records" adds the test
+        user's uid= and gid= to each record built from users that names
+        neither field, "user" passes --user instead, and "none" does
+        neither, for records that name their owner or test its absence,
+        or for a command_prefix that switches users itself.  A map_path
+        map is used as it is.  command_prefix (a list, or LMTPD_PREFIX
+        from the environment, split at spaces) runs lmtpd under a tool
+        such as valgrind."""
         self.folder = make_folder(name)
         self.mail = os.path.join(self.folder, "mail")
         self.spool = os.path.join(self.folder, "spool")
         os.makedirs(self.mail)
         os.makedirs(self.spool)
+        ids = delivery_user()
+        owner = ""
+        if ids is not None and identity == "records":
+            owner = " uid=%d gid=%d" % ids
         records = []
         for address, box in users.items():
             if "=" in box:
                 records.append("%s %s" % (address, box))
             else:
                 records.append("%s mailbox=%s" % (address, self.path(box)))
+        if owner:
+            records = [r if re.search(r"\s[ug]id=", r) else r + owner
+                       for r in records]
         self.map = map_path or build_map(self.folder, records)
+        give_to_delivery_user(self.mail)
+        if identity != "records":
+            give_to_delivery_user(self.spool)
         self.socket_path = socket_path or os.path.join(self.folder,
                                                        "lmtp.sock")
         self.tcp = tcp
@@ -130,8 +188,13 @@ class LmtpdServer:
             command += ["--accept", "--inetd"]
         for variable, value in (env or {}).items():
             command += ["-E", "%s=%s" % (variable, value)]
+        if command_prefix is None:
+            command_prefix = os.environ.get("LMTPD_PREFIX", "").split()
+        command += list(command_prefix)
         command += [LMTPD, "--map", self.map, "--hostname", hostname,
                     "--spool-dir", self.spool, "--log", "stderr"]
+        if ids is not None and identity == "user":
+            command += ["--user", TEST_USER]
         command += list(extra_args)
         if mail_at is not None:
             command = in_mount_namespace([(self.mail, mail_at)], command)
@@ -142,6 +205,12 @@ class LmtpdServer:
 
     def path(self, box):
         return os.path.join(self.mail, box)
+
+    def reset_mail(self):
+        """Empty the mail folder, owned by the delivery user."""
+        shutil.rmtree(self.mail)
+        os.makedirs(self.mail)
+        give_to_delivery_user(self.mail)
 
     def _wait_ready(self):
         deadline = time.monotonic() + 10
@@ -211,12 +280,16 @@ class Dialogue:
         return [l.decode("utf-8", "replace") for l in lines]
 
     def closed(self):
-        """Return True when the server has closed the connection."""
+        """Return True when the server has closed the connection.  A
+        reset counts as closed: the server closed it with bytes of ours
+        unread, which a command sent just before its 421 leaves."""
         if self.buffer:
             return False
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, TimeoutError):
+        except ConnectionResetError:
+            return True
+        except TimeoutError:
             return False
 
 

@@ -14,7 +14,7 @@ import re
 import socket
 import subprocess
 
-from harness import LMTPD, Dialogue, strip_header_block
+from harness import LMTPD, Dialogue, delivery_user, strip_header_block
 
 FAULT_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                           "fault_shim.so")
@@ -164,25 +164,49 @@ def mbox_tags(path, bodies):
     return tags, problems
 
 
-def start_lmtpd(args, env=None, log=None):
+def start_lmtpd(args, env=None, log=None, as_owner=True):
     """Start lmtpd on one end of a socket pair, as inetd starts it.
-    Return (process, Dialogue on the other end)."""
+    Return (process, Dialogue on the other end).  Run as root, the tests
+    start lmtpd as the test user, the mailbox owner, as the units do
+    with User=: then one process does the whole session, so the fault
+    shim counts every call of the session in one sequence and a kill
+    stops the delivery itself.  The caller gives that user the mail and
+    spool folders (harness.give_to_delivery_user).  With as_owner false,
+    lmtpd stays root and forks a delivery child per recipient for the
+    records that name uid= and gid=."""
     ours, theirs = socket.socketpair()
+    ids = delivery_user()
+    identity = {}
+    if ids is not None and as_owner:
+        identity = {"user": ids[0], "group": ids[1], "extra_groups": []}
     process = subprocess.Popen([LMTPD, "--log", "stderr"] + list(args),
                                stdin=theirs, stdout=theirs,
                                stderr=log if log is not None
                                else subprocess.DEVNULL,
-                               env=env)
+                               env=env, **identity)
     theirs.close()
     ours.settimeout(30)
     return process, Dialogue(ours)
+
+
+def shim_preload():
+    """Return the LD_PRELOAD value that loads the fault shim into LMTPD.
+    An AddressSanitizer build (make sanitize-check) refuses to start
+    unless its runtime comes first in the library list, so the runtime
+    that LMTPD links to, as ldd(1) shows it, goes before the shim."""
+    result = subprocess.run(["ldd", LMTPD], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
+                            check=False)
+    match = re.search(r"^\s*libasan\.so\S* => (\S+)", result.stdout,
+                      re.MULTILINE)
+    return FAULT_SHIM if match is None else match.group(1) + ":" + FAULT_SHIM
 
 
 def fault_env(**settings):
     """Return an environment that preloads the fault shim with settings,
     given as LMTPD_FAULT_<NAME>=value keyword arguments."""
     env = dict(os.environ)
-    env["LD_PRELOAD"] = FAULT_SHIM
+    env["LD_PRELOAD"] = shim_preload()
     for name, value in settings.items():
         env["LMTPD_FAULT_" + name.upper()] = str(value)
     return env

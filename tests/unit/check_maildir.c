@@ -483,7 +483,7 @@ START_TEST(fail_new_dangling_symlink)
 
     result = maildir_deliver(maildir, header, strlen(header), spool,
                              (off_t)strlen(body), &reply);
-    check_failed(result, &reply, "rename to ");
+    check_failed(result, &reply, "new: symbolic link, not followed");
     ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
     close(spool);
 }
@@ -500,8 +500,75 @@ START_TEST(fail_tmp_dangling_symlink)
 
     result = maildir_deliver(maildir, header, strlen(header), spool,
                              (off_t)strlen(body), &reply);
-    check_failed(result, &reply, "open ");
-    ck_assert_int_eq(count_entries(sub_path("new"), NULL, 0), 0);
+    check_failed(result, &reply, "tmp: symbolic link, not followed");
+    /* The Maildir is left as it was: no new/ was made beside the link. */
+    ck_assert_int_eq(access(sub_path("new"), F_OK), -1);
+    close(spool);
+}
+END_TEST
+
+/*
+ * Makes a complete Maildir at base/elsewhere for a planted link to point
+ * to, and returns its path in a static buffer.
+ */
+static const char *
+make_elsewhere(void)
+{
+    static char path[sizeof base + 32];
+    static const char *const subdirs[] = {"", "/tmp", "/new", "/cur"};
+    char sub[sizeof path + 8];
+
+    snprintf(path, sizeof path, "%s/elsewhere", base);
+    for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+        snprintf(sub, sizeof sub, "%s%s", path, subdirs[i]);
+        ck_assert_int_eq(mkdir(sub, 0700), 0);
+    }
+    return path;
+}
+
+/* Checks that nothing was written into base/elsewhere/SUB. */
+static void
+check_elsewhere_empty(const char *elsewhere, const char *sub)
+{
+    char path[sizeof base + 64];
+
+    snprintf(path, sizeof path, "%s/%s", elsewhere, sub);
+    ck_assert_int_eq(count_entries(path, NULL, 0), 0);
+}
+
+/* Symbolic links planted at the Maildir, tmp/ and new/ of a Maildir. */
+static const char *const planted_links[] = {"", "tmp", "new"};
+
+START_TEST(fail_link_to_directory)
+{
+    const char *planted = planted_links[_i];
+    const char *elsewhere = make_elsewhere();
+    char expected[512];
+    char link_path[sizeof base + 32];
+    struct store_reply reply;
+    int result;
+    int spool = make_spool(body, strlen(body));
+
+    if (planted[0] == '\0') {
+        snprintf(link_path, sizeof link_path, "%s", maildir);
+        link_path[strlen(link_path) - 1] = '\0';
+        ck_assert_int_eq(symlink(elsewhere, link_path), 0);
+    } else {
+        char target[sizeof base + 64];
+
+        ck_assert_int_eq(mkdir(maildir, 0700), 0);
+        snprintf(target, sizeof target, "%s/%s", elsewhere, planted);
+        ck_assert_int_eq(symlink(target, sub_path(planted)), 0);
+    }
+
+    result = maildir_deliver(maildir, header, strlen(header), spool,
+                             (off_t)strlen(body), &reply);
+    snprintf(expected, sizeof expected, "%s%s: symbolic link, not followed",
+             planted[0] == '\0' ? "" : maildir, planted[0] == '\0' ? maildir
+                                                                  : planted);
+    check_failed(result, &reply, expected);
+    check_elsewhere_empty(elsewhere, "tmp");
+    check_elsewhere_empty(elsewhere, "new");
     close(spool);
 }
 END_TEST
@@ -642,6 +709,8 @@ maildir_suite(void)
     tcase_add_test(fail, fail_new_is_file);
     tcase_add_test(fail, fail_new_dangling_symlink);
     tcase_add_test(fail, fail_tmp_dangling_symlink);
+    tcase_add_loop_test(fail, fail_link_to_directory, 0,
+                        sizeof planted_links / sizeof planted_links[0]);
     tcase_add_test(fail, fail_parent_missing);
     tcase_add_test(fail, fail_path_without_slash);
     tcase_add_test(fail, fail_spool_short);

@@ -399,8 +399,25 @@ START_TEST(reject_symlink)
     ck_assert_int_eq(symlink(target, mbox), 0);
 
     result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
-    check_rejected(result, &reply, "4.3.0", "open ");
+    check_rejected(result, &reply, "4.3.0", "bob: symbolic link, not followed");
     check_file(target, "keep\n", 5);
+    ck_assert_int_eq(access(dotlock, F_OK), -1);
+}
+END_TEST
+
+START_TEST(reject_dangling_symlink)
+{
+    char target[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    /* O_CREAT alone would create the file the link points to. */
+    snprintf(target, sizeof target, "%s/target", base);
+    ck_assert_int_eq(symlink(target, mbox), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0", "bob: symbolic link, not followed");
+    ck_assert_int_eq(access(target, F_OK), -1);
     ck_assert_int_eq(access(dotlock, F_OK), -1);
 }
 END_TEST
@@ -716,7 +733,10 @@ START_TEST(killed_before_record)
 }
 END_TEST
 
-/* A dotlock with a second link is never taken over and written to. */
+/*
+ * A dotlock with a second link is never taken over and written to, even
+ * with the content of an lmtpd dotlock: it is rejected as a planted link.
+ */
 START_TEST(linked_dotlock_not_taken)
 {
     static const char content[] = "4242\nlmtpd-lock\n";
@@ -731,7 +751,7 @@ START_TEST(linked_dotlock_not_taken)
     mbox_set_lock_timeout(1);
 
     result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
-    check_rejected(result, &reply, "4.2.0", "dotlock");
+    check_rejected(result, &reply, "4.3.0", "(2 links)");
     check_file(other, content, strlen(content));
     check_file(mbox, "keep\n", 5);
 }
@@ -762,6 +782,68 @@ START_TEST(held_record_busy)
     ck_assert_int_eq(deliver_to(mbox, "a@example.org", "x\n", 2, &reply), 0);
     ck_assert_msg(strstr(reply.notice, "cut 19 bytes") != NULL,
                   "notice \"%s\"", reply.notice);
+}
+END_TEST
+
+/*
+ * A link planted at the dotlock path is rejected at once with 4.3.0, not
+ * waited for as a lock, and neither it nor its target is changed.
+ */
+START_TEST(reject_dotlock_symlink)
+{
+    char target[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    snprintf(target, sizeof target, "%s/target", base);
+    write_file(target, "other\n");
+    ck_assert_int_eq(symlink(target, dotlock), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0",
+                   "bob.lock: symbolic link, not followed");
+    check_file(mbox, "keep\n", 5);
+    check_file(target, "other\n", 6);
+    ck_assert_int_eq(access(dotlock, F_OK), 0);
+}
+END_TEST
+
+START_TEST(reject_dotlock_dangling_symlink)
+{
+    char target[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    snprintf(target, sizeof target, "%s/target", base);
+    ck_assert_int_eq(symlink(target, dotlock), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0",
+                   "bob.lock: symbolic link, not followed");
+    check_file(mbox, "keep\n", 5);
+    ck_assert_int_eq(access(target, F_OK), -1);
+}
+END_TEST
+
+START_TEST(reject_dotlock_hard_link)
+{
+    char other[sizeof base + 16];
+    struct store_reply reply;
+    int result;
+
+    write_file(mbox, "keep\n");
+    snprintf(other, sizeof other, "%s/other", base);
+    write_file(other, "other\n");
+    ck_assert_int_eq(link(other, dotlock), 0);
+
+    result = deliver_to(mbox, "a@example.org", "x\n", 2, &reply);
+    check_rejected(result, &reply, "4.3.0", "bob.lock: not a regular file "
+                   "with one link (2 links)");
+    check_file(mbox, "keep\n", 5);
+    check_file(other, "other\n", 6);
+    ck_assert_int_eq(access(dotlock, F_OK), 0);
 }
 END_TEST
 
@@ -858,6 +940,7 @@ mbox_suite(void)
 
     tcase_add_checked_fixture(checks, make_base, remove_base);
     tcase_add_test(checks, reject_symlink);
+    tcase_add_test(checks, reject_dangling_symlink);
     tcase_add_test(checks, reject_hard_link);
     tcase_add_test(checks, reject_other_owner);
     tcase_add_test(checks, reject_fifo);
@@ -877,6 +960,9 @@ mbox_suite(void)
                         sizeof unrecorded_locks / sizeof unrecorded_locks[0]);
     tcase_add_test(locks, held_record_busy);
     tcase_add_test(locks, linked_dotlock_not_taken);
+    tcase_add_test(locks, reject_dotlock_symlink);
+    tcase_add_test(locks, reject_dotlock_dangling_symlink);
+    tcase_add_test(locks, reject_dotlock_hard_link);
     suite_add_tcase(suite, locks);
     return suite;
 }

@@ -19,6 +19,9 @@
 
 #define BASE_TEMPLATE "/tmp/check_quota.XXXXXX"
 
+/* Run as root, store_deliver() writes as this uid and gid, "nobody". */
+#define TEST_ID 65534
+
 static char base[] = BASE_TEMPLATE;
 static char maildir[sizeof base + 16];
 
@@ -709,9 +712,33 @@ count_messages_in(const char *sub)
 
 /* Delivers body to mb and returns the stored size in *stored. */
 static int
-deliver(const struct mailbox *mb, const char *body, size_t *stored,
+chown_entry(const char *path, const struct stat *st, int type,
+            struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return lchown(path, TEST_ID, TEST_ID);
+}
+
+/* The user that store_deliver() writes as: TEST_ID as root. */
+static uid_t
+delivery_uid(void)
+{
+    return geteuid() == 0 ? TEST_ID : geteuid();
+}
+
+/*
+ * Delivers body to mb with store_deliver().  As root, which delivers
+ * only for records with uid= and gid=, the mailbox gets TEST_ID as its
+ * owner and the test folder is handed to that user first.
+ */
+static int
+deliver(const struct mailbox *record, const char *body, size_t *stored,
         struct store_reply *reply)
 {
+    struct mailbox owned = *record;
+    const struct mailbox *mb = &owned;
     char header[1024];
     struct delivery d = {
         .reverse_path = "alice@example.org",
@@ -724,6 +751,12 @@ deliver(const struct mailbox *mb, const char *body, size_t *stored,
     };
     int result;
 
+    if (geteuid() == 0) {
+        owned.has_uid = owned.has_gid = 1;
+        owned.uid = TEST_ID;
+        owned.gid = TEST_ID;
+        ck_assert_int_eq(nftw(base, chown_entry, 16, FTW_PHYS), 0);
+    }
     d.spool_fd = make_spool(body);
     d.spool_size = (off_t)strlen(body);
     *stored = store_header_block(&d, header, sizeof header) + strlen(body);
@@ -757,6 +790,7 @@ START_TEST(deliver_one_byte_over)
 {
     struct mailbox mb = make_mailbox(maildir, 0, 0);
     struct store_reply reply;
+    struct stat st;
     char expected[64];
     size_t stored;
 
@@ -765,10 +799,15 @@ START_TEST(deliver_one_byte_over)
     mb.quota_bytes = 600 + 2 * stored - 1;
     ck_assert_int_eq(deliver(&mb, "y\n", &stored, &reply), -1);
     assert_full(&reply, 552, "5.2.2");
-    /* The check rebuilt maildirsize, and no line was added for "y". */
+    /*
+     * The check rebuilt maildirsize as the delivery user, and no line was
+     * added for "y".
+     */
     snprintf(expected, sizeof expected, "%lluS\n%zu 5\n", mb.quota_bytes,
              600 + stored);
     ck_assert_str_eq(read_text("maildirsize"), expected);
+    ck_assert_int_eq(stat(sub_path("maildirsize"), &st), 0);
+    ck_assert_uint_eq(st.st_uid, delivery_uid());
     ck_assert_int_eq(count_messages_in("new"), 2);
 }
 END_TEST

@@ -22,6 +22,9 @@
 
 #define BASE_TEMPLATE "/tmp/check_store.XXXXXX"
 
+/* Run as root, deliveries go to this uid and gid, those of "nobody". */
+#define TEST_ID 65534
+
 /* store_reply_set */
 
 struct failure_case {
@@ -349,6 +352,22 @@ make_base(void)
     set_zone("UTC0");
 }
 
+/*
+ * Gives the mailbox an owner to deliver as when the tests run as root,
+ * who delivers only for records with uid= and gid=, and hands the test
+ * folder to that owner.
+ */
+static void
+set_owner(struct mailbox *mb)
+{
+    if (geteuid() != 0)
+        return;
+    mb->has_uid = mb->has_gid = 1;
+    mb->uid = TEST_ID;
+    mb->gid = TEST_ID;
+    ck_assert_int_eq(chown(base, TEST_ID, TEST_ID), 0);
+}
+
 static int
 remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -430,11 +449,16 @@ START_TEST(deliver_to_maildir)
                                       "mx.example.org", "192.0.2.7");
     struct mailbox mb;
     struct store_reply reply;
+    struct dirent *entry;
+    char path[PATH_MAX + 512];
+    struct stat st;
     char *data;
+    DIR *dir;
 
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/Maildir/", base);
     mb.is_maildir = 1;
+    set_owner(&mb);
     d.spool_fd = make_spool(deliver_body);
     d.spool_size = (off_t)strlen(deliver_body);
 
@@ -442,8 +466,23 @@ START_TEST(deliver_to_maildir)
     ck_assert_int_eq(reply.code, 250);
     ck_assert_str_eq(reply.status, "2.0.0");
 
+    snprintf(path, sizeof path, "%snew", mb.path);
+    dir = opendir(path);
+    ck_assert_ptr_nonnull(dir);
+    do
+        entry = readdir(dir);
+    while (entry != NULL && entry->d_name[0] == '.');
+    ck_assert_ptr_nonnull(entry);
+    snprintf(path, sizeof path, "%snew/%s", mb.path, entry->d_name);
+    closedir(dir);
+
+    /* As root, the file belongs to the record's owner, not to root. */
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_uid, geteuid() == 0 ? TEST_ID : geteuid());
+    ck_assert_uint_eq(st.st_mode & 07777, 0600);
+
     /* Maildir stores the body as it is, with no "From " quoting. */
-    data = read_new_message(mb.path);
+    data = read_file(path);
     ck_assert_uint_eq(strlen(data),
                       strlen(deliver_header) + strlen(deliver_body));
     ck_assert_int_eq(strncmp(data, deliver_header, strlen(deliver_header)), 0);
@@ -465,6 +504,7 @@ START_TEST(deliver_to_maildir_from_memory)
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/Maildir/", base);
     mb.is_maildir = 1;
+    set_owner(&mb);
     d.spool_data = deliver_body;
     d.spool_size = (off_t)strlen(deliver_body);
 
@@ -489,12 +529,15 @@ START_TEST(deliver_to_mbox_from_memory)
 
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/bob", base);
+    set_owner(&mb);
     d.spool_data = deliver_body;
     d.spool_size = (off_t)strlen(deliver_body);
 
     ck_assert_int_eq(store_deliver(&d, &mb, &reply), -1);
     ck_assert_int_eq(reply.code, 451);
     ck_assert_str_eq(reply.status, "4.3.0");
+    ck_assert_msg(strstr(reply.detail, "not in a spool file") != NULL,
+                  "detail \"%s\"", reply.detail);
     ck_assert_int_eq(access(mb.path, F_OK), -1);
 }
 END_TEST
@@ -510,6 +553,7 @@ START_TEST(deliver_to_mbox)
 
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/bob", base);
+    set_owner(&mb);
     d.spool_fd = make_spool(deliver_body);
     d.spool_size = (off_t)strlen(deliver_body);
 
@@ -540,6 +584,7 @@ START_TEST(deliver_header_too_long)
     d = make_delivery("a@example.org", "b@example.com", lhlo, "");
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/bob", base);
+    set_owner(&mb);
     d.spool_fd = make_spool("x\n");
     d.spool_size = 2;
 
@@ -561,6 +606,7 @@ START_TEST(deliver_failure_reply)
     memset(&mb, 0, sizeof mb);
     snprintf(mb.path, sizeof mb.path, "%s/missing/Maildir/", base);
     mb.is_maildir = 1;
+    set_owner(&mb);
     d.spool_fd = make_spool("x\n");
     d.spool_size = 2;
 
