@@ -251,6 +251,9 @@ class Lmtpd(LmtpServer):
         os.makedirs(self.spool, exist_ok=True)
         # Started as root, lmtpd delivers only as a mailbox owner, so it
         # runs as the same mail user as Dovecot, who owns the Maildirs.
+        # setpriv starts it as that user, as User= in a unit does; with
+        # --user, lmtpd would look the user up through NSS, which maps
+        # libraries that no unit's lmtpd maps.
         self.owner = None
         if os.geteuid() == 0:
             self.owner = pwd.getpwnam(DOVECOT_MAIL_USER)
@@ -274,13 +277,14 @@ class Lmtpd(LmtpServer):
             command.append("--accept")
         elif self.mode == "inetd":
             command += ["--accept", "--inetd"]
+        if self.owner is not None:
+            command += ["setpriv", "--reuid", str(self.owner.pw_uid),
+                        "--regid", str(self.owner.pw_gid), "--clear-groups"]
         command += [LMTPD, "--map", self.map, "--hostname", "mx." + DOMAIN,
                     "--spool-dir", self.spool, "--max-size", "200M",
                     "--log", "stderr"]
         if self.mode == "listen":
             command += ["--max-children", "16"]
-        if self.owner is not None:
-            command += ["--user", DOVECOT_MAIL_USER]
         log_path = os.path.join(self.work, "lmtpd.log")
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
