@@ -251,13 +251,18 @@ class Lmtpd(LmtpServer):
         os.makedirs(self.spool, exist_ok=True)
         # Started as root, lmtpd delivers only as a mailbox owner, so it
         # runs as the same mail user as Dovecot, who owns the Maildirs.
-        # setpriv starts it as that user, as User= in a unit does; with
-        # --user, lmtpd would look the user up through NSS, which maps
-        # libraries that no unit's lmtpd maps.
+        # systemd-socket-activate runs as that user too, so that each
+        # lmtpd starts as it, as with User= in a unit.  With --user,
+        # lmtpd would look the user up through NSS, which maps libraries
+        # that no unit's lmtpd maps.
         self.owner = None
         if os.geteuid() == 0:
             self.owner = pwd.getpwnam(DOVECOT_MAIL_USER)
             os.chown(self.spool, self.owner.pw_uid, self.owner.pw_gid)
+            folder = os.path.join(sockets, self.key)
+            os.makedirs(folder, exist_ok=True)
+            os.chown(folder, self.owner.pw_uid, self.owner.pw_gid)
+            self.socket_path = os.path.join(folder, "lmtp.sock")
 
     def prepare(self, users):
         """Give the run a fresh mail folder owned by the mail user."""
@@ -272,14 +277,15 @@ class Lmtpd(LmtpServer):
             make_maildir(self.mailbox(user), self.owner)
 
     def start(self):
-        command = ["systemd-socket-activate", "-l", self.socket_path]
+        command = []
+        if self.owner is not None:
+            command += ["setpriv", "--reuid", str(self.owner.pw_uid),
+                        "--regid", str(self.owner.pw_gid), "--clear-groups"]
+        command += ["systemd-socket-activate", "-l", self.socket_path]
         if self.mode == "accept":
             command.append("--accept")
         elif self.mode == "inetd":
             command += ["--accept", "--inetd"]
-        if self.owner is not None:
-            command += ["setpriv", "--reuid", str(self.owner.pw_uid),
-                        "--regid", str(self.owner.pw_gid), "--clear-groups"]
         command += [LMTPD, "--map", self.map, "--hostname", "mx." + DOMAIN,
                     "--spool-dir", self.spool, "--max-size", "200M",
                     "--log", "stderr"]
