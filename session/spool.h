@@ -1,5 +1,5 @@
 /*
- * spool.h: the one file that holds a message between the final dot and
+ * spool.h: the one file that contains a message between the final dot and
  * its delivery.  Internal to session/.
  */
 #ifndef LMTPD_SPOOL_H

@@ -88,7 +88,7 @@ int users_check_home(const struct mailbox *, const char *this_host,
 int users_check_map(const char *map_path);
 
 /*
- * One message for one recipient.  The spool holds the message with LF
+ * One message for one recipient.  The spool contains the message with LF
  * line ends and no dot-stuffing, from offset 0 to spool_size.
  */
 struct delivery {
@@ -104,7 +104,7 @@ struct delivery {
     off_t spool_size;
 };
 
-/* deliver.c: writes the header block and the message, answers 250 or not. */
+/* deliver.c: writes the header block and the message, and sets the reply. */
 int store_deliver(const struct delivery *, const struct mailbox *,
                   struct store_reply *);
 size_t store_header_block(const struct delivery *, char *buffer,
