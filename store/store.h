@@ -106,7 +106,7 @@ struct delivery {
     const char *spool_data;   /* the message in memory, or NULL */
 };
 
-/* deliver.c: writes the header block and the message, answers 250 or not. */
+/* deliver.c: writes the header block and the message, and sets the reply. */
 int store_deliver(const struct delivery *, const struct mailbox *,
                   struct store_reply *);
 size_t store_header_block(const struct delivery *, char *buffer,
