@@ -83,7 +83,8 @@ usage(FILE *out)
         "                          age at which another program's dotlock\n"
         "                          is removed (default 300)\n"
         "  -S, --spool-dir DIR     folder for the unnamed spool file of a\n"
-        "                          message over 64 KiB or for an mbox\n"
+        "                          message over 64 KiB for several\n"
+        "                          recipients or as root, or for an mbox\n"
         "                          (default $TMPDIR or /tmp)\n"
         "  -c, --max-children N    connections served at once when systemd\n"
         "                          passes a listening socket (default 100)\n"
@@ -617,8 +618,8 @@ check_setup(const struct session_config *config)
     if (session_check_spool(config->spool_dir) < 0)
         log_startup(LOG_ERR, "cannot create a spool file in %s: %s; create "
                     "the folder or give a writable one with --spool-dir or "
-                    "TMPDIR; until then every message over 64 KiB or for "
-                    "an mbox gets 451 4.3.0",
+                    "TMPDIR; until then every message that needs a spool "
+                    "file (see lmtpd(8) on --spool-dir) gets 451 4.3.0",
                     config->spool_dir, strerror(errno));
 }
 

@@ -36,6 +36,7 @@ struct session {
     struct recipient **recipients;
     size_t recipient_count;
     struct spool *spool;  /* open from DATA or the first BDAT */
+    struct maildir_draft *draft; /* the lone Maildir recipient's, or NULL */
     int chunking;         /* BDAT was used in this transaction */
     int chunk_failed;     /* a chunk was rejected: only RSET or MAIL */
     struct store_reply chunk_failure; /* why, repeated at BDAT LAST */
@@ -151,6 +152,11 @@ reset_transaction(struct session *s)
     s->recipients = NULL;
     s->recipient_count = 0;
     s->in_transaction = 0;
+    if (s->draft != NULL) {
+        maildir_draft_discard(s->draft);
+        free(s->draft);
+        s->draft = NULL;
+    }
     if (s->spool != NULL) {
         spool_close(s->spool);
         free(s->spool);
@@ -395,6 +401,13 @@ deliver_one(struct session *s, struct spool *spool,
     if (spool->too_big) {
         store_reply_set(result, STORE_TOO_BIG, "%lld bytes over %llu",
                         (long long)spool->size, spool->max_size);
+        /* Gone before the reply, as after any failed delivery. */
+        if (spool->borrowed)
+            maildir_draft_discard(s->draft);
+    } else if (spool->borrowed) {
+        delivery->recipient = recipient->address;
+        store_draft_deliver(s->draft, delivery, &recipient->mailbox,
+                            spool->write_errno, result);
     } else if (spool->write_errno != 0) {
         store_reply_spool_errno(result, spool->write_errno, "write spool in",
                                 s->config->spool_dir);
@@ -406,23 +419,32 @@ deliver_one(struct session *s, struct spool *spool,
     }
 }
 
+/* Fills in what the header block needs to know of this transaction. */
+static void
+describe_delivery(struct session *s, struct delivery *delivery,
+                  char *queue_id, size_t size)
+{
+    snprintf(queue_id, size, "%s.%u", s->id, s->transactions);
+    memset(delivery, 0, sizeof(*delivery));
+    delivery->reverse_path = s->mail.reverse_path;
+    delivery->hostname = s->config->hostname;
+    delivery->lhlo = s->lhlo;
+    delivery->client = s->client;
+    delivery->id = queue_id;
+    delivery->arrival = time(NULL);
+    delivery->create_folders = s->config->create_folders;
+    delivery->spool_fd = -1;
+}
+
 /* Delivers the spooled message to each recipient, replying in order. */
 static void
 deliver_all(struct session *s, struct spool *spool)
 {
     char queue_id[32];
-    struct delivery delivery = {
-        .reverse_path = s->mail.reverse_path,
-        .hostname = s->config->hostname,
-        .lhlo = s->lhlo,
-        .client = s->client,
-        .id = queue_id,
-        .arrival = time(NULL),
-        .spool_size = spool->size,
-        .create_folders = s->config->create_folders,
-    };
+    struct delivery delivery;
 
-    snprintf(queue_id, sizeof(queue_id), "%s.%u", s->id, s->transactions);
+    describe_delivery(s, &delivery, queue_id, sizeof(queue_id));
+    delivery.spool_size = spool->size;
     for (size_t i = 0; i < s->recipient_count; i++) {
         struct recipient *recipient = s->recipients[i];
         struct store_reply result = {0};
@@ -454,6 +476,37 @@ deliver_all(struct session *s, struct spool *spool)
 }
 
 /*
+ * Opens a draft in the lone recipient's Maildir for a message that has
+ * outgrown the spool's buffer, as the spool's opener.  Returns the
+ * draft's descriptor, or -1 so that the spool makes a file of its own,
+ * and the delivery after the data reports the reason if it persists.
+ */
+static int
+open_draft(void *arg)
+{
+    struct session *s = arg;
+    struct recipient *recipient = s->recipients[0];
+    struct store_reply failure = {0};
+    struct delivery delivery;
+    char queue_id[32];
+
+    s->draft = malloc(sizeof(*s->draft));
+    if (s->draft == NULL)
+        return -1;
+    describe_delivery(s, &delivery, queue_id, sizeof(queue_id));
+    delivery.recipient = recipient->address;
+    if (store_draft_open(s->draft, &delivery, &recipient->mailbox,
+                         &failure) == -1) {
+        log_debug("to=<%s> writing the message to the spool: %s",
+                  recipient->address, failure.detail);
+        free(s->draft);
+        s->draft = NULL;
+        return -1;
+    }
+    return s->draft->fd;
+}
+
+/*
  * Allocates the transaction's spool.  On failure, logs why, sets failure
  * to the reply (451 4.3.0) and returns -1.
  */
@@ -470,6 +523,9 @@ open_spool(struct session *s, struct store_reply *failure)
         return -1;
     }
     spool_open(s->spool, s->config->spool_dir, s->config->max_size);
+    if (s->recipient_count == 1 && s->recipients[0]->mailbox.is_maildir &&
+        geteuid() != 0)
+        spool_set_opener(s->spool, open_draft, s);
     return 0;
 }
 
@@ -580,8 +636,12 @@ reply_chunk(struct session *s, unsigned long long size)
     if (s->spool->too_big) {
         store_reply_set(failure, STORE_TOO_BIG, NULL);
     } else if (s->spool->write_errno != 0) {
-        store_reply_spool_errno(failure, s->spool->write_errno,
-                                "write spool in", s->config->spool_dir);
+        if (s->spool->borrowed)
+            store_draft_write_failed(s->draft, s->spool->write_errno,
+                                     failure);
+        else
+            store_reply_spool_errno(failure, s->spool->write_errno,
+                                    "write spool in", s->config->spool_dir);
         log_warning("%s", failure->detail);
     } else {
         reply(s, 250, "2.0.0", "%llu octets received", size);

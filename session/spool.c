@@ -34,6 +34,22 @@ spool_open(struct spool *spool, const char *dir, unsigned long long max_size)
     spool->write_errno = 0;
     spool->pending_cr = 0;
     spool->used = 0;
+    spool->opener = NULL;
+    spool->opener_arg = NULL;
+    spool->borrowed = 0;
+}
+
+/*
+ * Lets opener make the file for a message that outgrows the buffer: it
+ * returns a descriptor open for appending, which the spool writes to
+ * but never closes, or -1, and the spool makes its own file.  The
+ * message must then be read from where opener put it.
+ */
+void
+spool_set_opener(struct spool *spool, int (*opener)(void *), void *arg)
+{
+    spool->opener = opener;
+    spool->opener_arg = arg;
 }
 
 /*
@@ -79,9 +95,10 @@ spool_check_dir(const char *dir)
 void
 spool_close(struct spool *spool)
 {
-    if (spool->fd >= 0)
+    if (spool->fd >= 0 && !spool->borrowed)
         close(spool->fd);
     spool->fd = -1;
+    spool->borrowed = 0;
 }
 
 /* Moves the buffer into the file, creating the file first if needed. */
@@ -90,6 +107,10 @@ spool_flush(struct spool *spool)
 {
     size_t done = 0;
 
+    if (spool->fd < 0 && spool->write_errno == 0 && spool->opener != NULL) {
+        spool->fd = spool->opener(spool->opener_arg);
+        spool->borrowed = spool->fd >= 0;
+    }
     if (spool->fd < 0 && spool->write_errno == 0) {
         spool->fd = create_file(spool->dir);
         if (spool->fd < 0)

@@ -23,10 +23,14 @@ struct spool {
     int write_errno;             /* first write error, or 0 */
     int pending_cr;              /* a chunk ended with CR */
     size_t used;                 /* bytes in buffer not yet in the file */
+    int (*opener)(void *);       /* makes the file instead, or NULL */
+    void *opener_arg;
+    int borrowed;                /* the file came from opener */
     char buffer[SPOOL_MEMORY_MAX];
 };
 
 void spool_open(struct spool *, const char *dir, unsigned long long max_size);
+void spool_set_opener(struct spool *, int (*opener)(void *), void *arg);
 int spool_check_dir(const char *dir);
 void spool_close(struct spool *);
 void spool_save(struct spool *);

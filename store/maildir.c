@@ -567,3 +567,102 @@ maildir_deliver_memory(const char *dir, const char *header,
 
     return deliver_body(dir, header, header_len, &body, reply);
 }
+
+/*
+ * Starts a message in the Maildir dir, which ends in '/', before it has
+ * all arrived: opens or creates the Maildir as deliver_body() does,
+ * creates tmp/NAME and writes the header block into it.  The caller
+ * appends the message to draft->fd, then calls maildir_draft_commit()
+ * or maildir_draft_discard().  Returns 0, or -1 with the reply set and
+ * nothing left open or in tmp/.
+ */
+int
+maildir_draft_open(struct maildir_draft *draft, const char *dir,
+                   const char *header, size_t header_len,
+                   struct store_reply *reply)
+{
+    struct maildir md = {draft->dir, -1, -1, -1};
+    size_t dir_len = strlen(dir);
+
+    reply->notice[0] = '\0';
+    draft->fd = -1;
+    draft->dir_fd = draft->tmp_fd = draft->new_fd = -1;
+    if (dir_len < 2 || dir[dir_len - 1] != '/' || dir[0] != '/' ||
+        dir_len >= sizeof draft->dir) {
+        store_reply_set(reply, STORE_LOCAL_ERROR,
+                        "maildir %s: not an absolute path ending in '/'", dir);
+        return -1;
+    }
+    memcpy(draft->dir, dir, dir_len + 1);
+    if (open_maildir(&md, reply) == -1)
+        goto fail;
+    draft->fd = create_tmp(&md, draft->tmp_name, sizeof draft->tmp_name,
+                           draft->tmp_path, sizeof draft->tmp_path, reply);
+    if (draft->fd == -1)
+        goto fail;
+    if (write_all(draft->fd, header, header_len) == -1) {
+        store_reply_errno(reply, errno, "write", draft->tmp_path);
+        close(draft->fd);
+        draft->fd = -1;
+        unlinkat(md.tmp_fd, draft->tmp_name, 0);
+        goto fail;
+    }
+    draft->header_len = (off_t)header_len;
+    draft->dir_fd = md.dir_fd;
+    draft->tmp_fd = md.tmp_fd;
+    draft->new_fd = md.new_fd;
+    return 0;
+
+fail:
+    close_maildir(&md);
+    return -1;
+}
+
+/*
+ * Completes a draft whose message of body_size bytes follows the header
+ * block in draft->fd: fsyncs and closes the file and moves it into new/
+ * as deliver_body() does.  Returns 0 with a 250 reply once the message
+ * is durable in new/, or -1 with the reply set and the file removed
+ * unless unlinkat() failed.  Either way the draft is closed.
+ */
+int
+maildir_draft_commit(struct maildir_draft *draft, off_t body_size,
+                     struct store_reply *reply)
+{
+    struct maildir md = {draft->dir, draft->dir_fd, draft->tmp_fd,
+                         draft->new_fd};
+    int fd = draft->fd, result = -1;
+
+    reply->notice[0] = '\0';
+    draft->fd = -1;
+    if (fsync(fd) == -1) {
+        store_reply_errno(reply, errno, "fsync", draft->tmp_path);
+        close(fd);
+    } else if (close(fd) == -1) {
+        store_reply_errno(reply, errno, "close", draft->tmp_path);
+    } else {
+        result = move_into_new_dir(&md, draft->tmp_name,
+                                   draft->header_len + body_size, reply);
+    }
+    if (result == -1)
+        unlinkat(md.tmp_fd, draft->tmp_name, 0);
+    close_maildir(&md);
+    draft->dir_fd = draft->tmp_fd = draft->new_fd = -1;
+    return result;
+}
+
+/* Removes a draft that will not be delivered, and closes it. */
+void
+maildir_draft_discard(struct maildir_draft *draft)
+{
+    struct maildir md = {draft->dir, draft->dir_fd, draft->tmp_fd,
+                         draft->new_fd};
+
+    if (draft->fd >= 0) {
+        close(draft->fd);
+        unlinkat(draft->tmp_fd, draft->tmp_name, 0);
+    }
+    draft->fd = -1;
+    close_maildir(&md);
+    draft->dir_fd = draft->tmp_fd = draft->new_fd = -1;
+}

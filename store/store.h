@@ -114,6 +114,19 @@ size_t store_header_block(const struct delivery *, char *buffer,
 int store_check_quota(const struct mailbox *, unsigned long long size,
                       struct store_reply *);
 
+/*
+ * draft.c: delivery to a lone Maildir recipient while the message
+ * arrives, for a message too large for the session's buffer.
+ */
+struct maildir_draft;
+int store_draft_open(struct maildir_draft *, const struct delivery *,
+                     const struct mailbox *, struct store_reply *);
+int store_draft_deliver(struct maildir_draft *, const struct delivery *,
+                        const struct mailbox *, int write_errno,
+                        struct store_reply *);
+void store_draft_write_failed(const struct maildir_draft *, int write_errno,
+                              struct store_reply *);
+
 /* folder.c: the Maildir++ folder of a +detail. */
 int maildir_detail_is_safe(const char *detail);
 void maildir_choose_folder(const char *inbox, const char *detail, int create,
@@ -125,6 +138,26 @@ int maildir_deliver(const char *dir, const char *header, size_t header_len,
 int maildir_deliver_memory(const char *dir, const char *header,
                            size_t header_len, const char *data, size_t size,
                            struct store_reply *);
+
+/*
+ * maildir.c: a message written into a Maildir's tmp/ while it arrives,
+ * so that a large message for one Maildir recipient is written once.
+ */
+struct maildir_draft {
+    char dir[PATH_MAX];          /* the Maildir or folder, ending in '/' */
+    int dir_fd, tmp_fd, new_fd;
+    int fd;                      /* the file in tmp/, or -1 */
+    char tmp_name[NAME_MAX + 1];
+    char tmp_path[PATH_MAX];
+    off_t header_len;            /* bytes of header block at its start */
+};
+int maildir_draft_open(struct maildir_draft *, const char *dir,
+                       const char *header, size_t header_len,
+                       struct store_reply *);
+int maildir_draft_commit(struct maildir_draft *, off_t body_size,
+                         struct store_reply *);
+void maildir_draft_discard(struct maildir_draft *);
+
 int mbox_deliver(const char *path, const char *reverse_path, time_t arrival,
                  const char *header, size_t header_len, int spool_fd,
                  off_t spool_size, struct store_reply *);

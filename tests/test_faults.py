@@ -6,8 +6,9 @@ fdatasync, rename, renameat2, link, linkat, ftruncate or close) fail
 with EIO, ENOSPC or EDQUOT, or kills the process there.  Run as root,
 the tests start lmtpd as the mailbox owner, so that one process makes
 every call.  A session delivers one message to a Maildir recipient
-and an mbox recipient, in both orders, with DATA and with BDAT, and a
-small message that lmtpd keeps in memory with DATA.  A first run
+and an mbox recipient, in both orders, with DATA and with BDAT, a
+small message that lmtpd keeps in memory with DATA, and a message to a
+lone Maildir recipient, which lmtpd writes into its tmp/ as it arrives.  A first run
 without faults counts the calls; then every call is made to fail in
 turn.  For each run:
 
@@ -20,6 +21,9 @@ turn.  For each run:
   RCPT;
 - a failed close() of a descriptor that was only read, of the spool or
   of the dotlock changes nothing: both recipients get 250;
+- a failed call that starts a lone Maildir recipient's message in its
+  tmp/ makes lmtpd spool the message instead, and the delivery after
+  the data may then succeed: 250 or the reply for the errno;
 - a failed call of the start checks, which open the user map and
   create a spool file before the greeting, is only logged: both
   recipients get 250;
@@ -244,6 +248,18 @@ def delivered_before(world, fault, calls, address):
     return False
 
 
+def draft_fell_back(world, fault, calls, recipients):
+    """Return True when the faulted call was lmtpd's attempt to write a
+    lone Maildir recipient's message into its tmp/ while it arrived, and
+    lmtpd then spooled the message instead: the delivery after the data
+    opens the Maildir again and may well succeed."""
+    return len(recipients) == 1 and any(
+        c["number"] > fault["number"] and
+        (c["target"] == world.spool or c["target"].startswith(world.spool +
+                                                              "/"))
+        for c in calls)
+
+
 def expected_codes(world, fault, calls, errno_name, recipients):
     """Return ({address: the final codes allowed}, kind of the call).
     None allows any code or no reply, for a fault on the client's socket
@@ -260,6 +276,9 @@ def expected_codes(world, fault, calls, errno_name, recipients):
                 else (SPOOL_REPLY[errno_name],) for a in recipients}, kind
     if kind == "map":
         expected[recipients[detail]] = (MAP_REPLY,)
+    elif kind == "mailbox" and draft_fell_back(world, fault, calls,
+                                               recipients):
+        expected[detail] = (DELIVERED, MAILBOX_REPLY[errno_name])
     elif kind == "mailbox":
         expected[detail] = (MAILBOX_REPLY[errno_name],)
     elif kind == "quota":
@@ -615,6 +634,30 @@ class FaultInjectionTest(unittest.TestCase):
 
     def test_faults_with_bdat(self):
         self.run_sweeps("bdat")
+
+    def test_faults_with_one_maildir_recipient(self):
+        """A large message for a lone Maildir recipient goes into its
+        tmp/ while it arrives, with DATA and with BDAT."""
+        total_violations = []
+        recipients = (MAILDIR_USER,)
+        for mode in ("data", "bdat"):
+            calls = self.count_calls(recipients, mode)
+            for errno_name in ERRNOS:
+                points, violations = self.sweep(recipients, mode,
+                                                errno_name)
+                self.assertEqual(points, calls)
+                total_violations += violations
+        self.assertEqual(total_violations, [])
+
+    def test_kill_with_one_maildir_recipient(self):
+        total_points, total_violations = 0, []
+        for mode in ("data", "bdat"):
+            calls = self.count_calls((MAILDIR_USER,), mode)
+            points, violations = self.kill_sweep((MAILDIR_USER,), mode)
+            self.assertEqual(points, calls)
+            total_points += points
+            total_violations += violations
+        self.assertEqual(total_violations, [])
 
 
 @unittest.skipUnless(os.geteuid() == 0, "delivery children need root")

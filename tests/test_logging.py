@@ -184,8 +184,8 @@ class StartupErrorTest(unittest.TestCase):
             % (missing_map, missing_map),
             "cannot create a spool file in %s: No such file or directory; "
             "create the folder or give a writable one with --spool-dir or "
-            "TMPDIR; until then every message over 64 KiB or for an mbox "
-            "gets 451 4.3.0" % missing_spool])
+            "TMPDIR; until then every message that needs a spool file "
+            "(see lmtpd(8) on --spool-dir) gets 451 4.3.0" % missing_spool])
 
     def test_map_not_cdb(self):
         folder = make_folder("logging-not-cdb")

@@ -413,6 +413,69 @@ START_TEST(deliver_from_memory_large)
 }
 END_TEST
 
+/*
+ * A draft holds the header block from the start, takes the message
+ * through its descriptor and reaches new/ only when committed.
+ */
+START_TEST(draft_commit)
+{
+    struct maildir_draft draft;
+    struct store_reply reply;
+    char name[512];
+
+    ck_assert_int_eq(maildir_draft_open(&draft, maildir, header,
+                                        strlen(header), &reply), 0);
+    ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 1);
+    ck_assert_int_eq(count_entries(sub_path("new"), NULL, 0), 0);
+    ck_assert_int_eq(write(draft.fd, body, strlen(body)),
+                     (ssize_t)strlen(body));
+    ck_assert_int_eq(maildir_draft_commit(&draft, (off_t)strlen(body),
+                                          &reply), 0);
+    ck_assert_int_eq(reply.code, 250);
+    ck_assert_int_eq(draft.fd, -1);
+    ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
+    ck_assert_int_eq(count_entries(sub_path("new"), name, sizeof name), 1);
+    check_message(name, body, strlen(body));
+    /* Discarding a committed draft changes nothing. */
+    maildir_draft_discard(&draft);
+    ck_assert_int_eq(count_entries(sub_path("new"), NULL, 0), 1);
+}
+END_TEST
+
+/* A discarded draft leaves nothing in tmp/ or new/. */
+START_TEST(draft_discard)
+{
+    struct maildir_draft draft;
+    struct store_reply reply;
+
+    ck_assert_int_eq(maildir_draft_open(&draft, maildir, header,
+                                        strlen(header), &reply), 0);
+    ck_assert_int_eq(write(draft.fd, body, strlen(body)),
+                     (ssize_t)strlen(body));
+    maildir_draft_discard(&draft);
+    ck_assert_int_eq(draft.fd, -1);
+    ck_assert_int_eq(count_entries(sub_path("tmp"), NULL, 0), 0);
+    ck_assert_int_eq(count_entries(sub_path("new"), NULL, 0), 0);
+}
+END_TEST
+
+/* A draft that cannot be opened leaves nothing open to discard. */
+START_TEST(draft_open_fails)
+{
+    struct maildir_draft draft;
+    struct store_reply reply;
+    char missing[600];
+
+    snprintf(missing, sizeof missing, "%s/no/such/Maildir/", base);
+    ck_assert_int_eq(maildir_draft_open(&draft, missing, header,
+                                        strlen(header), &reply), -1);
+    ck_assert_int_eq(reply.code, 451);
+    ck_assert_int_eq(draft.fd, -1);
+    ck_assert_int_eq(draft.tmp_fd, -1);
+    maildir_draft_discard(&draft);
+}
+END_TEST
+
 /* A Maildir whose tmp/ exists but new/ does not gets new/ made. */
 START_TEST(deliver_creates_missing_new)
 {
@@ -703,6 +766,9 @@ maildir_suite(void)
     tcase_add_test(deliver, deliver_creates_missing_new);
     tcase_add_test(deliver, deliver_from_memory);
     tcase_add_test(deliver, deliver_from_memory_large);
+    tcase_add_test(deliver, draft_commit);
+    tcase_add_test(deliver, draft_discard);
+    tcase_add_test(deliver, draft_open_fails);
     suite_add_tcase(suite, deliver);
 
     tcase_add_checked_fixture(fail, make_base, remove_base);

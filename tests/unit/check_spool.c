@@ -5,6 +5,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,6 +311,67 @@ START_TEST(data_saved_to_file)
 }
 END_TEST
 
+/* An opener that hands the spool the descriptor in *arg. */
+static int
+open_given(void *arg)
+{
+    return *(int *)arg;
+}
+
+/*
+ * A message that outgrows the buffer goes to the opener's file, which
+ * spool_close() leaves open; an opener that fails gets the spool's own
+ * file instead.
+ */
+START_TEST(data_opener_file)
+{
+    static struct spool spool;
+    static struct lineio io;
+    size_t size = 2 * SPOOL_MEMORY_MAX / 63 * 64;
+    char *input = malloc(size + 3);
+    char *stored = malloc(size);
+    int fds[2], status, target = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+    int failing = -1;
+    pid_t writer;
+
+    ck_assert_ptr_nonnull(input);
+    ck_assert_ptr_nonnull(stored);
+    ck_assert_int_ge(target, 0);
+    for (size_t i = 0; i < size; i++)
+        input[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'y';
+    memcpy(input + size, ".\r\n", 3);
+
+    for (int round = 0; round < 2; round++) {
+        int *arg = round == 0 ? &target : &failing;
+
+        ck_assert_int_eq(pipe(fds), 0);
+        writer = start_writer(fds[1], input, size + 3, 8192);
+        close(fds[1]);
+        lineio_init(&io, fds[0], -1, 10);
+        spool_open(&spool, "/tmp", 0);
+        spool_set_opener(&spool, open_given, arg);
+        ck_assert_int_eq(spool_read_data(&spool, &io, 0), LINEIO_OK);
+        close(fds[0]);
+        waitpid(writer, &status, 0);
+        ck_assert_int_eq(spool.write_errno, 0);
+        ck_assert_int_eq(spool.borrowed, round == 0);
+        if (round == 0)
+            ck_assert_int_eq(spool.fd, target);
+        else
+            ck_assert_int_ne(spool.fd, target);
+        ck_assert_int_eq(pread(spool.fd, stored, size, 0), spool.size);
+        for (off_t i = 0; i < spool.size; i++)
+            ck_assert_int_eq(stored[i], i % 63 == 62 ? '\n' : 'y');
+        spool_close(&spool);
+    }
+    /* Still open: the spool never closes the opener's file. */
+    ck_assert_int_ne(fcntl(target, F_GETFD), -1);
+    close(target);
+    free(input);
+    free(stored);
+}
+END_TEST
+
 /*
  * A missing spool folder fails only a message that needs the file: the
  * error is in write_errno for the session to reply with.
@@ -490,6 +552,7 @@ spool_suite(void)
     tcase_add_test(table, data_outgrows_memory);
     tcase_add_test(table, data_saved_to_file);
     tcase_add_test(table, data_spool_folder_missing);
+    tcase_add_test(table, data_opener_file);
     tcase_add_test(table, data_too_big);
     tcase_add_test(table, data_timeout);
     suite_add_tcase(suite, table);
