@@ -36,6 +36,7 @@ struct session {
     struct recipient **recipients;
     size_t recipient_count;
     struct spool *spool;  /* open from DATA or the first BDAT */
+    struct spool *spool_memory; /* what spool points to while open */
     struct maildir_draft *draft; /* the lone Maildir recipient's, or NULL */
     int chunking;         /* BDAT was used in this transaction */
     int chunk_failed;     /* a chunk was rejected: only RSET or MAIL */
@@ -159,7 +160,6 @@ reset_transaction(struct session *s)
     }
     if (s->spool != NULL) {
         spool_close(s->spool);
-        free(s->spool);
         s->spool = NULL;
     }
     s->chunking = 0;
@@ -506,27 +506,27 @@ open_draft(void *arg)
     return s->draft->fd;
 }
 
-/*
- * Allocates the transaction's spool.  On failure, logs why, sets failure
- * to the reply (451 4.3.0) and returns -1.
- */
-static int
-open_spool(struct session *s, struct store_reply *failure)
+/* Writes to each page of memory, so that the kernel provides it now. */
+static void
+touch_pages(void *memory, size_t size)
+{
+    volatile char *bytes = memory;
+
+    for (size_t i = 0; i < size; i += 4096)
+        bytes[i] = 0;
+}
+
+/* Opens the transaction's spool, in the memory the session set aside. */
+static void
+open_spool(struct session *s)
 {
     if (s->spool != NULL)
-        return 0;
-    s->spool = malloc(sizeof(*s->spool));
-    if (s->spool == NULL) {
-        store_reply_spool_errno(failure, ENOMEM, "allocate spool for",
-                                s->config->spool_dir);
-        log_error("%s", failure->detail);
-        return -1;
-    }
+        return;
+    s->spool = s->spool_memory;
     spool_open(s->spool, s->config->spool_dir, s->config->max_size);
     if (s->recipient_count == 1 && s->recipients[0]->mailbox.is_maildir &&
         geteuid() != 0)
         spool_set_opener(s->spool, open_draft, s);
-    return 0;
 }
 
 /* Ends the session after input stopped in the middle of a message. */
@@ -547,7 +547,6 @@ lost_message(struct session *s, int status, const char *where)
 static int
 do_data(struct session *s, const char *argument)
 {
-    struct store_reply failure;
     int status;
 
     if (!s->in_transaction || s->chunk_failed) {
@@ -570,11 +569,7 @@ do_data(struct session *s, const char *argument)
         reply(s, 501, "5.5.4", "DATA takes no argument");
         return CONTINUE;
     }
-    if (open_spool(s, &failure) < 0) {
-        reply(s, failure.code, failure.status, "%s, try again later",
-              failure.text);
-        return CONTINUE;
-    }
+    open_spool(s);
     send_line(s, "354 start mail input; end with <CRLF>.<CRLF>");
 
     status = spool_read_data(s->spool, &s->io, s->config->bare_lf);
@@ -669,8 +664,7 @@ do_bdat(struct session *s, const char *argument)
         return reject_chunk(s, size, last, "need MAIL command");
     if (s->chunk_failed || s->recipient_count == 0)
         return reject_chunk(s, size, last, "no valid recipients");
-    if (open_spool(s, &s->chunk_failure) < 0)
-        return reject_chunk(s, size, last, NULL);
+    open_spool(s);
 
     s->chunking = 1;
     status = spool_read_chunk(s->spool, &s->io, size);
@@ -840,10 +834,22 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
     int broken;
 
     s = calloc(1, sizeof(*s));
-    if (s == NULL || (s->line = malloc(config->max_line_length + 2)) == NULL) {
+    if (s == NULL || (s->line = malloc(config->max_line_length + 2)) == NULL ||
+        (s->spool_memory = malloc(sizeof(*s->spool_memory))) == NULL) {
+        if (s != NULL)
+            free(s->line);
         free(s);
         return -1;
     }
+    /*
+     * The read buffer and the spool's buffer are written over once now,
+     * so that every page the session will use is in memory from its
+     * start: the process then has the same size whatever the size of
+     * the messages that follow, and an operator who watches it sees
+     * its peak at once.
+     */
+    touch_pages(s->io.input, sizeof(s->io.input));
+    touch_pages(s->spool_memory, sizeof(*s->spool_memory));
     clock_gettime(CLOCK_MONOTONIC, &start);
     s->config = config;
     s->client = client;
@@ -871,6 +877,7 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
              s->delivered, s->failed, elapsed_ms(&start),
              broken ? ", connection broken" : "");
     reset_transaction(s);
+    free(s->spool_memory);
     free(s->line);
     free(s);
     log_set_session(NULL);
