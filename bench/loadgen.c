@@ -2,21 +2,26 @@
  * loadgen.c: an LMTP load generator (RFC 2033) for benchmarks.  Each
  * connection sends MAIL, RCPT and DATA as one pipelined group (RFC 2920),
  * then the message, and checks every reply: only a 250 after the data
- * counts as a delivery.  Prints deliveries per second and the time from
- * the final dot to the last reply.
+ * counts as a delivery.  With --bdat, and a server that announces
+ * CHUNKING (RFC 3030), MAIL, RCPT, BDAT LAST and the message go as one
+ * group instead.  Prints deliveries per second and the time from the end
+ * of the data to the last reply.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "bench/common.h"
@@ -36,6 +41,7 @@ struct options {
     unsigned long size;        /* message bytes before dot-stuffing */
     unsigned long timeout;     /* seconds a socket read or write may wait */
     pid_t server_parent;       /* report peak RSS of its children, or 0 */
+    int bdat;                  /* send with BDAT where CHUNKING is offered */
 };
 
 /* The client side of one connection, with its reply buffer. */
@@ -50,10 +56,14 @@ struct worker {
     unsigned index;
     const char *wire; /* the message dot-stuffed, with the final dot */
     size_t wire_len;
+    const char *message; /* the message as BDAT sends it */
+    size_t message_len;
     double *latencies;
     size_t latency_count;
     unsigned long delivered;
     unsigned long failed;
+    unsigned long sent_with_data; /* messages sent with DATA */
+    unsigned long sent_with_bdat; /* messages sent with BDAT */
     unsigned errors_printed;
     long peak_rss_kib; /* -1 when not measured or not found */
     struct connection connection;
@@ -84,6 +94,10 @@ usage(FILE *out)
         "                          (VmHWM) of PID's child processes, which\n"
         "                          serve the connections, and print the\n"
         "                          largest\n"
+        "  -b, --bdat              if the server announces CHUNKING, send\n"
+        "                          each message as MAIL, the RCPTs, BDAT\n"
+        "                          SIZE LAST and the message as it is, in\n"
+        "                          one write; else say so and use DATA\n"
         "  -h, --help              show this help and exit\n");
 }
 
@@ -200,10 +214,11 @@ read_line(struct connection *c, char *line, size_t size)
 /*
  * Reads one reply, multi-line or not, and returns its code, or -1 when
  * the connection ended or the reply is malformed.  line keeps the last
- * line for error messages.
+ * line for error messages.  When chunking is not NULL, it is set to 1 if
+ * a line of the reply names the CHUNKING extension.
  */
 static int
-read_reply(struct connection *c, char *line, size_t size)
+read_reply(struct connection *c, char *line, size_t size, int *chunking)
 {
     for (;;) {
         if (read_line(c, line, size) == -1) {
@@ -215,18 +230,25 @@ read_reply(struct connection *c, char *line, size_t size)
             line[2] > '9' || (line[3] != '\0' && line[3] != ' ' &&
                               line[3] != '-'))
             return -1;
+        if (chunking != NULL && line[3] != '\0' &&
+            strncasecmp(line + 4, "CHUNKING", 8) == 0 &&
+            (line[12] == '\0' || line[12] == ' '))
+            *chunking = 1;
         if (line[3] != '-')
             return atoi(line);
     }
 }
 
-/* Reads a reply and returns 0 if its code is expected, else -1. */
+/*
+ * Reads a reply and returns 0 if its code is expected, else -1.
+ * chunking is as for read_reply.
+ */
 static int
-expect_reply(struct worker *w, struct connection *c, int expected,
-             const char *after)
+expect_reply_extensions(struct worker *w, struct connection *c,
+                        int expected, const char *after, int *chunking)
 {
     char line[REPLY_LINE_MAX];
-    int code = read_reply(c, line, sizeof line);
+    int code = read_reply(c, line, sizeof line, chunking);
 
     if (code == expected)
         return 0;
@@ -234,9 +256,45 @@ expect_reply(struct worker *w, struct connection *c, int expected,
     return -1;
 }
 
-/* Builds MAIL, the RCPTs and DATA as one pipelined group of commands. */
+static int
+expect_reply(struct worker *w, struct connection *c, int expected,
+             const char *after)
+{
+    return expect_reply_extensions(w, c, expected, after, NULL);
+}
+
+/* Writes all of the buffers, going on after short writes and EINTR. */
+static int
+writev_all(int fd, struct iovec *iov, int count)
+{
+    while (count > 0) {
+        ssize_t written = writev(fd, iov, count);
+
+        if (written == -1 && errno == EINTR)
+            continue;
+        if (written <= 0)
+            return -1;
+        while (count > 0 && (size_t)written >= iov->iov_len) {
+            written -= (ssize_t)iov->iov_len;
+            iov++;
+            count--;
+        }
+        if (count > 0) {
+            iov->iov_base = (char *)iov->iov_base + written;
+            iov->iov_len -= (size_t)written;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Builds MAIL, the RCPTs and data_command ("DATA\r\n" or "BDAT ...
+ * LAST\r\n") as one pipelined group of commands.  Returns its length,
+ * or 0 when it does not fit.
+ */
 static size_t
-format_commands(const struct worker *w, char *out, size_t size)
+format_commands(const struct worker *w, const char *data_command, char *out,
+                size_t size)
 {
     unsigned long r = w->options->recipients;
     size_t len = (size_t)snprintf(out, size,
@@ -247,7 +305,7 @@ format_commands(const struct worker *w, char *out, size_t size)
                                 "RCPT TO:<user%lu@bench.example>\r\n",
                                 w->index * r + i);
     if (len < size)
-        len += (size_t)snprintf(out + len, size - len, "DATA\r\n");
+        len += (size_t)snprintf(out + len, size - len, "%s", data_command);
     return len < size ? len : 0;
 }
 
@@ -280,6 +338,7 @@ send_message(struct worker *w, struct connection *c, char *commands,
         return -1;
     }
     start = bench_now();
+    w->sent_with_data++;
     for (unsigned long i = 0; i < recipients; i++) {
         if (expect_reply(w, c, 250, "the final dot") == -1)
             return -1;
@@ -287,6 +346,52 @@ send_message(struct worker *w, struct connection *c, char *commands,
     }
     w->latencies[w->latency_count++] = bench_now() - start;
     return 0;
+}
+
+/*
+ * Sends one message as MAIL, the RCPTs, BDAT LAST and the message in one
+ * write, and reads its replies: one for MAIL, one per RCPT, then one per
+ * recipient for BDAT LAST (RFC 2033 section 4.3).  Returns -1 when the
+ * session cannot go on; failed deliveries are counted in the worker.
+ */
+static int
+send_message_bdat(struct worker *w, struct connection *c, char *commands,
+                  size_t commands_len)
+{
+    unsigned long recipients = w->options->recipients;
+    struct iovec iov[2] = {
+        {.iov_base = commands, .iov_len = commands_len},
+        {.iov_base = (char *)w->message, .iov_len = w->message_len},
+    };
+    double start;
+
+    if (writev_all(c->fd, iov, 2) == -1) {
+        report(w, "write of MAIL, RCPT, BDAT and the message failed: %s",
+               strerror(errno));
+        return -1;
+    }
+    start = bench_now();
+    w->sent_with_bdat++;
+    if (expect_reply(w, c, 250, "MAIL") == -1)
+        return -1;
+    for (unsigned long i = 0; i < recipients; i++)
+        if (expect_reply(w, c, 250, "RCPT") == -1)
+            return -1;
+    for (unsigned long i = 0; i < recipients; i++) {
+        if (expect_reply(w, c, 250, "BDAT LAST") == -1)
+            return -1;
+        w->delivered++;
+    }
+    w->latencies[w->latency_count++] = bench_now() - start;
+    return 0;
+}
+
+/* Prints that the server lacks CHUNKING, once for all connections. */
+static void
+say_no_chunking(void)
+{
+    fprintf(stderr, "loadgen: the server does not announce CHUNKING: "
+            "sending the messages with DATA instead of BDAT\n");
 }
 
 /* Returns the largest VmHWM in KiB among the children of parent, or -1. */
@@ -320,14 +425,20 @@ children_peak_rss(pid_t parent)
     return largest;
 }
 
-/* Serves one connection: greeting, LHLO, the messages, QUIT. */
+/*
+ * Serves one connection: greeting, LHLO, the messages, QUIT.  The
+ * messages go with BDAT when --bdat was given and the server announces
+ * CHUNKING, else with DATA.
+ */
 static int
-run_session(struct worker *w, char *commands, size_t commands_len)
+run_session(struct worker *w, char *data_commands, size_t data_len,
+            char *bdat_commands, size_t bdat_len)
 {
+    static pthread_once_t no_chunking_reported = PTHREAD_ONCE_INIT;
     const struct options *o = w->options;
     struct connection *c = &w->connection;
     unsigned long delivered_before = w->delivered;
-    int result = -1;
+    int chunking = 0, result = -1;
 
     if (open_connection(o, c) == -1) {
         report(w, "connect failed: %s", strerror(errno));
@@ -335,11 +446,18 @@ run_session(struct worker *w, char *commands, size_t commands_len)
     }
     if (expect_reply(w, c, 220, "connect") == -1 ||
         bench_write_all(c->fd, "LHLO client.example\r\n", 21) == -1 ||
-        expect_reply(w, c, 250, "LHLO") == -1)
+        expect_reply_extensions(w, c, 250, "LHLO", &chunking) == -1)
         goto done;
-    for (unsigned long i = 0; i < o->messages; i++)
-        if (send_message(w, c, commands, commands_len) == -1)
+    if (o->bdat && !chunking)
+        pthread_once(&no_chunking_reported, say_no_chunking);
+    for (unsigned long i = 0; i < o->messages; i++) {
+        int sent = o->bdat && chunking
+                       ? send_message_bdat(w, c, bdat_commands, bdat_len)
+                       : send_message(w, c, data_commands, data_len);
+
+        if (sent == -1)
             goto done;
+    }
     if (o->server_parent > 0) {
         long rss = children_peak_rss(o->server_parent);
 
@@ -364,15 +482,19 @@ static void *
 run_worker(void *argument)
 {
     struct worker *w = argument;
-    char commands[65536];
-    size_t len = format_commands(w, commands, sizeof commands);
+    char data[65536], bdat[65536], bdat_command[64];
+    size_t data_len, bdat_len;
 
+    snprintf(bdat_command, sizeof bdat_command, "BDAT %zu LAST\r\n",
+             w->message_len);
+    data_len = format_commands(w, "DATA\r\n", data, sizeof data);
+    bdat_len = format_commands(w, bdat_command, bdat, sizeof bdat);
     for (unsigned long i = 0; i < w->options->sequential; i++) {
-        if (len == 0) {
+        if (data_len == 0 || bdat_len == 0) {
             w->failed += w->options->messages * w->options->recipients;
             continue;
         }
-        run_session(w, commands, len);
+        run_session(w, data, data_len, bdat, bdat_len);
     }
     return NULL;
 }
@@ -435,12 +557,13 @@ parse_options(int argc, char **argv, struct options *o)
         {"size", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 'T'},
         {"server-parent", required_argument, NULL, 'P'},
+        {"bdat", no_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
-    while ((c = getopt_long(argc, argv, "u:t:c:k:n:r:s:T:P:h", options,
+    while ((c = getopt_long(argc, argv, "u:t:c:k:n:r:s:T:P:bh", options,
                             NULL)) != -1) {
         switch (c) {
         case 'u':
@@ -475,6 +598,9 @@ parse_options(int argc, char **argv, struct options *o)
             o->server_parent = (pid_t)bench_parse_number(
                 "--server-parent", optarg, 1, 4194304);
             break;
+        case 'b':
+            o->bdat = 1;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -490,12 +616,16 @@ parse_options(int argc, char **argv, struct options *o)
     }
 }
 
-/* Starts the workers, waits for them and prints the summary line. */
+/*
+ * Starts the workers, waits for them and prints the summary line, then
+ * how many messages went with DATA and with BDAT.
+ */
 static int
 run_workers(struct worker *workers, unsigned count, pid_t server_parent)
 {
     static pthread_t threads[BENCH_MAX_CONNECTIONS];
     struct bench_result result = {0};
+    unsigned long sent_with_data = 0, sent_with_bdat = 0;
     long peak_rss_kib = -1;
     double start = bench_now();
     unsigned i;
@@ -515,12 +645,16 @@ run_workers(struct worker *workers, unsigned count, pid_t server_parent)
     for (i = 0; i < count; i++) {
         result.delivered += workers[i].delivered;
         result.failed += workers[i].failed;
+        sent_with_data += workers[i].sent_with_data;
+        sent_with_bdat += workers[i].sent_with_bdat;
         bench_add_latencies(&result, workers[i].latencies,
                             workers[i].latency_count);
         if (workers[i].peak_rss_kib > peak_rss_kib)
             peak_rss_kib = workers[i].peak_rss_kib;
     }
     bench_print_result(&result);
+    printf("sent_with_data=%lu sent_with_bdat=%lu\n", sent_with_data,
+           sent_with_bdat);
     if (server_parent > 0) {
         printf("server_peak_rss_kib=%ld\n", peak_rss_kib);
         if (peak_rss_kib < 0)
@@ -545,15 +679,18 @@ main(int argc, char **argv)
     size_t wire_len;
 
     parse_options(argc, argv, &o);
+    /* A server that closes the connection makes a write fail, which is
+     * reported and counted, rather than end the process. */
+    signal(SIGPIPE, SIG_IGN);
     message = bench_make_message(o.size, "\r\n");
     wire = make_wire(message, o.size, &wire_len);
-    free(message);
 
     for (unsigned i = 0; i < o.connections; i++) {
         size_t count = o.sequential * o.messages;
 
         workers[i] = (struct worker){
             .options = &o, .index = i, .wire = wire, .wire_len = wire_len,
+            .message = message, .message_len = o.size,
             .latencies = bench_alloc_latencies(count), .peak_rss_kib = -1,
             .connection = {.fd = -1},
         };

@@ -6,7 +6,9 @@ deliveries per second with the minimum and maximum, the median
 latencies, and the ratios of lmtpd to the floor and to Dovecot.  Every
 delivery must succeed: loadgen checks each reply, and this script counts
 the files in the Maildirs after each run.  Speed targets are reported,
-never enforced.
+never enforced.  In a scenario named with BDAT, loadgen sends the
+messages with BDAT (RFC 3030) instead of DATA; the floor runs it as it
+runs the others.
 
     python3 bench/run.py            the full benchmark (`make bench`)
     python3 bench/run.py --smoke    small counts, one run (`make bench-smoke`)
@@ -31,11 +33,12 @@ from servers import BenchError  # noqa: E402
 
 
 class Scenario:
-    """Connections x messages x recipients x size, or a peak RSS probe."""
+    """Connections x messages x recipients x size, or a peak RSS probe.
+    bdat makes loadgen send the messages with BDAT instead of DATA."""
 
     def __init__(self, name, connections, messages, recipients, size,
                  sequential=1, measure_rss=False, floor_target=None,
-                 dovecot_target=None, rss_target=None):
+                 dovecot_target=None, rss_target=None, bdat=False):
         self.name = name
         self.connections = connections
         self.sequential = sequential
@@ -46,10 +49,14 @@ class Scenario:
         self.floor_target = floor_target      # minimum lmtpd/floor
         self.dovecot_target = dovecot_target  # minimum lmtpd/Dovecot
         self.rss_target = rss_target          # maximum peak RSS in KiB
+        self.bdat = bdat
 
     def deliveries(self):
         return (self.connections * self.sequential * self.messages *
                 self.recipients)
+
+    def messages_sent(self):
+        return self.connections * self.sequential * self.messages
 
 
 # Systems: F floor, D Dovecot, P Dovecot with a process per connection,
@@ -58,6 +65,8 @@ class Scenario:
 FULL = [
     (Scenario("1 conn x 2000 msgs x 1 rcpt x 4 KiB", 1, 2000, 1, "4K",
               floor_target=0.85, dovecot_target=3), "FDL"),
+    (Scenario("1 conn x 2000 msgs x 1 rcpt x 4 KiB, BDAT", 1, 2000, 1, "4K",
+              bdat=True), "FDL"),
     (Scenario("1 conn x 500 msgs x 10 rcpts x 4 KiB", 1, 500, 10, "4K",
               floor_target=0.85), "FDL"),
     (Scenario("8 conns x 250 msgs x 1 rcpt x 4 KiB", 8, 250, 1, "4K",
@@ -78,6 +87,8 @@ FULL = [
 
 SMOKE = [
     (Scenario("1 conn x 20 msgs x 1 rcpt x 4 KiB", 1, 20, 1, "4K"), "FDL"),
+    (Scenario("1 conn x 20 msgs x 1 rcpt x 4 KiB, BDAT", 1, 20, 1, "4K",
+              bdat=True), "FDL"),
     (Scenario("1 conn x 5 msgs x 3 rcpts x 4 KiB", 1, 5, 3, "4K"), "FDL"),
     (Scenario("2 conns x 5 msgs x 1 rcpt x 4 KiB", 2, 5, 1, "4K"), "FDL"),
     (Scenario("1 conn x 2 msgs x 1 rcpt x 1 MiB", 1, 2, 1, "1M"), "FDL"),
@@ -122,6 +133,33 @@ def systems_of(letters, by_letter):
             for system in by_letter[letter]]
 
 
+def run_loadgen_bdat(system, scenario, timeout):
+    """Run loadgen with --bdat against an LMTP server, with the options
+    that servers.LmtpServer.run gives it otherwise."""
+    command = [servers.LOADGEN, "--unix", system.socket_path,
+               "--connections", str(scenario.connections),
+               "--sequential", str(scenario.sequential),
+               "--messages", str(scenario.messages),
+               "--recipients", str(scenario.recipients),
+               "--size", scenario.size, "--timeout", str(timeout), "--bdat"]
+    return servers.run_program(command, system.label)
+
+
+def run_system(system, scenario, timeout):
+    """Run the scenario once on system and return the summary fields."""
+    if scenario.bdat and isinstance(system, servers.LmtpServer):
+        return run_loadgen_bdat(system, scenario, timeout)
+    return system.run(scenario, timeout)
+
+
+def sent_with_data(scenario, system, runs):
+    """Return True when loadgen sent a BDAT scenario's messages to system
+    with DATA, because the server did not announce CHUNKING."""
+    return (scenario.bdat and isinstance(system, servers.LmtpServer) and
+            any(f.get("sent_with_bdat", 0) != scenario.messages_sent()
+                for f in runs))
+
+
 def run_scenario(scenario, systems, runs, timeout):
     """Run each system runs times and return, for each system's key,
     the list of summary fields of its runs."""
@@ -131,7 +169,7 @@ def run_scenario(scenario, systems, runs, timeout):
         for system in systems[shift:] + systems[:shift]:
             system.prepare(USERS)
             os.sync()
-            fields = system.run(scenario, timeout)
+            fields = run_system(system, scenario, timeout)
             system.check_delivered(scenario.deliveries())
             results[system.key].append(fields)
             if scenario.measure_rss:
@@ -183,8 +221,11 @@ def throughput_table(scenario, letters, by_letter, results):
             if dovecot is not None:
                 versus_dovecot = ratio_cell(runs, results[dovecot.key])
         cpu = [100 * f["cpu_seconds"] / f["seconds"] for f in runs]
+        label = system.label
+        if sent_with_data(scenario, system, runs):
+            label += " (sent with DATA: no CHUNKING)"
         rows.append("| %s | %s | %s | %.2f | %.2f | %.0f | %s | %s |" % (
-            scenario.name, system.label,
+            scenario.name, label,
             median_range([f["rate"] for f in runs], "%.0f"),
             median_of(runs, "p50_ms"), median_of(runs, "p99_ms"),
             statistics.median(cpu), versus_floor, versus_dovecot))
@@ -359,7 +400,9 @@ def print_throughput(measured):
         if not scenario.measure_rss:
             print("\n".join(throughput_table(scenario, letters, by_letter,
                                              results)))
-    print("\nLatencies run from the final dot to the last reply; the "
+    print("\nLatencies run from the final dot to the last reply, and "
+          "with BDAT from the end of the chunk, sent in one write with MAIL "
+          "and RCPT, to the last reply; the "
           "floor's from open() to the fsync() of new/.  Client CPU is the "
           "CPU time of loadgen, or of the floor program, over the wall "
           "time.  A ratio compares medians, and its brackets give the range "
