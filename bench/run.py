@@ -133,25 +133,6 @@ def systems_of(letters, by_letter):
             for system in by_letter[letter]]
 
 
-def run_loadgen_bdat(system, scenario, timeout):
-    """Run loadgen with --bdat against an LMTP server, with the options
-    that servers.LmtpServer.run gives it otherwise."""
-    command = [servers.LOADGEN, "--unix", system.socket_path,
-               "--connections", str(scenario.connections),
-               "--sequential", str(scenario.sequential),
-               "--messages", str(scenario.messages),
-               "--recipients", str(scenario.recipients),
-               "--size", scenario.size, "--timeout", str(timeout), "--bdat"]
-    return servers.run_program(command, system.label)
-
-
-def run_system(system, scenario, timeout):
-    """Run the scenario once on system and return the summary fields."""
-    if scenario.bdat and isinstance(system, servers.LmtpServer):
-        return run_loadgen_bdat(system, scenario, timeout)
-    return system.run(scenario, timeout)
-
-
 def sent_with_data(scenario, system, runs):
     """Return True when loadgen sent a BDAT scenario's messages to system
     with DATA, because the server did not announce CHUNKING."""
@@ -169,7 +150,7 @@ def run_scenario(scenario, systems, runs, timeout):
         for system in systems[shift:] + systems[:shift]:
             system.prepare(USERS)
             os.sync()
-            fields = run_system(system, scenario, timeout)
+            fields = system.run(scenario, timeout)
             system.check_delivered(scenario.deliveries())
             results[system.key].append(fields)
             if scenario.measure_rss:

@@ -212,6 +212,8 @@ class LmtpServer(System):
                    "--size", scenario.size, "--timeout", str(timeout)]
         if server_parent is not None:
             command += ["--server-parent", str(server_parent)]
+        if scenario.bdat:
+            command.append("--bdat")
         return run_program(command, self.label)
 
     def stop(self):
