@@ -38,6 +38,7 @@ struct session {
     struct spool *spool;  /* open from DATA or the first BDAT */
     struct spool *spool_memory; /* what spool points to while open */
     struct maildir_draft *draft; /* the lone Maildir recipient's, or NULL */
+    struct maildir_draft *draft_memory; /* what draft points to when open */
     int chunking;         /* BDAT was used in this transaction */
     int chunk_failed;     /* a chunk was rejected: only RSET or MAIL */
     struct store_reply chunk_failure; /* why, repeated at BDAT LAST */
@@ -155,7 +156,6 @@ reset_transaction(struct session *s)
     s->in_transaction = 0;
     if (s->draft != NULL) {
         maildir_draft_discard(s->draft);
-        free(s->draft);
         s->draft = NULL;
     }
     if (s->spool != NULL) {
@@ -490,16 +490,13 @@ open_draft(void *arg)
     struct delivery delivery;
     char queue_id[32];
 
-    s->draft = malloc(sizeof(*s->draft));
-    if (s->draft == NULL)
-        return -1;
+    s->draft = s->draft_memory;
     describe_delivery(s, &delivery, queue_id, sizeof(queue_id));
     delivery.recipient = recipient->address;
     if (store_draft_open(s->draft, &delivery, &recipient->mailbox,
                          &failure) == -1) {
         log_debug("to=<%s> writing the message to the spool: %s",
                   recipient->address, failure.detail);
-        free(s->draft);
         s->draft = NULL;
         return -1;
     }
@@ -514,6 +511,8 @@ touch_pages(void *memory, size_t size)
 
     for (size_t i = 0; i < size; i += 4096)
         bytes[i] = 0;
+    if (size > 0)
+        bytes[size - 1] = 0;
 }
 
 /* Opens the transaction's spool, in the memory the session set aside. */
@@ -835,21 +834,25 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
 
     s = calloc(1, sizeof(*s));
     if (s == NULL || (s->line = malloc(config->max_line_length + 2)) == NULL ||
-        (s->spool_memory = malloc(sizeof(*s->spool_memory))) == NULL) {
-        if (s != NULL)
+        (s->spool_memory = malloc(sizeof(*s->spool_memory))) == NULL ||
+        (s->draft_memory = malloc(sizeof(*s->draft_memory))) == NULL) {
+        if (s != NULL) {
+            free(s->spool_memory);
             free(s->line);
+        }
         free(s);
         return -1;
     }
     /*
-     * The read buffer and the spool's buffer are written over once now,
-     * so that every page the session will use is in memory from its
-     * start: the process then has the same size whatever the size of
-     * the messages that follow, and an operator who watches it sees
-     * its peak at once.
+     * A byte of each page of the read buffer, the spool and the draft is
+     * written now, so that every page the session will use is in memory
+     * from its start.  The process then has the same size whatever the
+     * size of the messages that follow, and an operator who watches it
+     * sees its peak at once.
      */
     touch_pages(s->io.input, sizeof(s->io.input));
     touch_pages(s->spool_memory, sizeof(*s->spool_memory));
+    touch_pages(s->draft_memory, sizeof(*s->draft_memory));
     clock_gettime(CLOCK_MONOTONIC, &start);
     s->config = config;
     s->client = client;
@@ -877,6 +880,7 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
              s->delivered, s->failed, elapsed_ms(&start),
              broken ? ", connection broken" : "");
     reset_transaction(s);
+    free(s->draft_memory);
     free(s->spool_memory);
     free(s->line);
     free(s);
