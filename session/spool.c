@@ -37,13 +37,16 @@ spool_open(struct spool *spool, const char *dir, unsigned long long max_size)
     spool->opener = NULL;
     spool->opener_arg = NULL;
     spool->borrowed = 0;
+    spool->synced = 0;
+    spool->unsynced = 0;
 }
 
 /*
  * Lets opener make the file for a message that outgrows the buffer: it
- * returns a descriptor open for appending, which the spool writes to
- * but never closes, or -1, and the spool makes its own file.  The
- * message must then be read from where opener put it.
+ * returns a descriptor open for appending, or -1, and the spool makes
+ * its own file.  The spool writes to the opener's file and starts its
+ * writeback as it goes, because that file is to be fsynced, but never
+ * closes it.  The message must then be read from where opener put it.
  */
 void
 spool_set_opener(struct spool *spool, int (*opener)(void *), void *arg)
@@ -125,6 +128,20 @@ spool_flush(struct spool *spool)
             spool->write_errno = errno;
         else
             done += (size_t)n;
+    }
+    if (spool->borrowed && spool->write_errno == 0) {
+        spool->unsynced += (off_t)done;
+        if (spool->unsynced >= SPOOL_WRITEBACK_STEP) {
+            /*
+             * The opener's file is fsynced after the data, so its
+             * writeback starts now, from the last start to the end of
+             * the file, and the disk works while the rest arrives.
+             */
+            sync_file_range(spool->fd, spool->synced, 0,
+                            SYNC_FILE_RANGE_WRITE);
+            spool->synced += spool->unsynced;
+            spool->unsynced = 0;
+        }
     }
     spool->used = 0;
 }

@@ -14,6 +14,9 @@
 /* Largest message kept in memory; a larger one goes to a file. */
 #define SPOOL_MEMORY_MAX 65536
 
+/* Bytes written to an opener's file between starts of its writeback. */
+#define SPOOL_WRITEBACK_STEP (256 * 1024)
+
 struct spool {
     int fd;                      /* the file, or -1 while buffer has all */
     const char *dir;             /* where the file is created */
@@ -26,6 +29,8 @@ struct spool {
     int (*opener)(void *);       /* makes the file instead, or NULL */
     void *opener_arg;
     int borrowed;                /* the file came from opener */
+    off_t synced;                /* where writeback of opener's file began */
+    off_t unsynced;              /* bytes written to it since then */
     char buffer[SPOOL_MEMORY_MAX];
 };
 

@@ -155,6 +155,13 @@ class SystemCallFilterTest(unittest.TestCase):
                               b"RCPT TO:<mbox@example.com>\r\n"
                               b"RCPT TO:<nobody@example.com>\r\n"
                               b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n"
+                              # Too large for memory, for one Maildir: as
+                              # the mailbox owner, lmtpd writes it into
+                              # tmp/ as it arrives.
+                              b"MAIL FROM:<s@example.org>\r\n"
+                              b"RCPT TO:<maildir@example.com>\r\n"
+                              b"DATA\r\nSubject: large\r\n\r\n" +
+                              (b"x" * 78 + b"\r\n") * 4000 + b".\r\n"
                               b"QUIT\r\n")
                 replies = []
                 line = dialogue.line()
@@ -163,7 +170,8 @@ class SystemCallFilterTest(unittest.TestCase):
                     line = dialogue.line()
         finally:
             server.stop()
-        self.assertIn("250 2.0.0 <maildir@example.com> delivered", replies)
+        self.assertEqual(replies.count("250 2.0.0 <maildir@example.com> "
+                                       "delivered"), 2, replies)
         self.assertIn("250 2.0.0 <mbox@example.com> delivered", replies)
         self.assertRegex(replies[-1], r"^221 ")
 
