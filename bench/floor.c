@@ -1,7 +1,8 @@
 /*
  * floor.c: the least a durable Maildir delivery can cost on a disk.  For
- * each message: open tmp/NAME with O_EXCL, write, fsync, rename into
- * new/, fsync new/.  Prints the same summary line as the load generator.
+ * each message and each of its recipients' Maildirs: open tmp/NAME with
+ * O_EXCL, write, fsync, rename into new/, fsync new/.  Prints the same
+ * summary line as the load generator.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,10 +33,14 @@ static const char trace_fields[] =
     "\tby mx.bench.example (lmtpd) with LMTP id 0123456789AB.1\n"
     "\tfor <user0@bench.example>; Thu, 01 Jan 2026 00:00:00 +0000\n";
 
+/* Most Maildirs that one writer writes each message into. */
+#define FLOOR_MAX_RECIPIENTS 100
+
 struct writer {
-    const char *maildir; /* ends in '/' */
+    char (*maildirs)[PATH_MAX]; /* recipients entries, each ending in '/' */
+    unsigned recipients;
     unsigned index;
-    unsigned long messages;
+    unsigned long messages; /* files: messages times recipients */
     const char *message;
     size_t size;
     double *latencies; /* seconds per message, messages entries */
@@ -52,9 +57,12 @@ usage(FILE *out)
         "Writes messages into the Maildirs DIR/user0/ ... the way a\n"
         "durable delivery must, and prints deliveries per second.\n"
         "\n"
-        "  -j, --writers N     writers at once, one thread and Maildir\n"
-        "                      each (default 1)\n"
+        "  -j, --writers N     writers at once, one thread each (default 1)\n"
         "  -n, --messages N    messages each writer writes (default 100)\n"
+        "  -r, --recipients N  Maildirs of each writer: each message is\n"
+        "                      written into each of them, one after the\n"
+        "                      other, as for that many recipients; writer\n"
+        "                      W has userW*N/ to userW*N+N-1/ (default 1)\n"
         "  -s, --size BYTES    message size as the load generator sends\n"
         "                      it, with K or M suffix (default 4K); the\n"
         "                      file holds it as a delivery stores it,\n"
@@ -68,7 +76,8 @@ usage(FILE *out)
  * suggests: <seconds>.M<microseconds>P<pid>Q<count>.<host>.
  */
 static int
-write_one(struct writer *w, unsigned long number, int new_fd)
+write_one(struct writer *w, unsigned long number, const char *maildir,
+          int new_fd)
 {
     char tmp_path[PATH_MAX], new_path[PATH_MAX], name[NAME_MAX + 1];
     struct timespec now;
@@ -78,8 +87,8 @@ write_one(struct writer *w, unsigned long number, int new_fd)
     snprintf(name, sizeof name, "%lld.M%06ldP%ldQ%lu.%s",
              (long long)now.tv_sec, now.tv_nsec / 1000,
              (long)getpid() + w->index, number + 1, host_name);
-    snprintf(tmp_path, sizeof tmp_path, "%stmp/%s", w->maildir, name);
-    snprintf(new_path, sizeof new_path, "%snew/%s,S=%zu", w->maildir, name,
+    snprintf(tmp_path, sizeof tmp_path, "%stmp/%s", maildir, name);
+    snprintf(new_path, sizeof new_path, "%snew/%s,S=%zu", maildir, name,
              w->size);
 
     fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -120,25 +129,31 @@ run_writer(void *argument)
 {
     struct writer *w = argument;
     char new_dir[PATH_MAX];
-    int new_fd;
+    int new_fds[FLOOR_MAX_RECIPIENTS];
+    unsigned opened;
 
-    snprintf(new_dir, sizeof new_dir, "%snew", w->maildir);
-    new_fd = open(new_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (new_fd == -1) {
-        w->failed_call = "open new/";
-        w->failed_errno = errno;
-        return NULL;
+    for (opened = 0; opened < w->recipients; opened++) {
+        snprintf(new_dir, sizeof new_dir, "%snew", w->maildirs[opened]);
+        new_fds[opened] = open(new_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (new_fds[opened] == -1) {
+            w->failed_call = "open new/";
+            w->failed_errno = errno;
+            goto done;
+        }
     }
     for (w->done = 0; w->done < w->messages; w->done++) {
+        unsigned r = (unsigned)(w->done % w->recipients);
         double start = bench_now();
 
-        if (write_one(w, w->done, new_fd) == -1) {
+        if (write_one(w, w->done, w->maildirs[r], new_fds[r]) == -1) {
             w->failed_errno = errno;
             break;
         }
         w->latencies[w->done] = bench_now() - start;
     }
-    close(new_fd);
+done:
+    while (opened > 0)
+        close(new_fds[--opened]);
     return NULL;
 }
 
@@ -213,7 +228,8 @@ run_writers(struct writer *writers, unsigned count)
 
         if (w->failed_call != NULL)
             fprintf(stderr, "floor: %s in %s failed: %s\n", w->failed_call,
-                    w->maildir, strerror(w->failed_errno));
+                    w->maildirs[w->done % w->recipients],
+                    strerror(w->failed_errno));
         bench_add_latencies(&result, w->latencies, w->done);
         result.delivered += w->done;
         result.failed += w->messages - w->done;
@@ -228,17 +244,18 @@ main(int argc, char **argv)
     static const struct option options[] = {
         {"writers", required_argument, NULL, 'j'},
         {"messages", required_argument, NULL, 'n'},
+        {"recipients", required_argument, NULL, 'r'},
         {"size", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static struct writer writers[BENCH_MAX_CONNECTIONS];
-    static char maildirs[BENCH_MAX_CONNECTIONS][PATH_MAX];
-    unsigned long count = 1, messages = 100, size = 4096;
+    char (*maildirs)[PATH_MAX];
+    unsigned long count = 1, messages = 100, size = 4096, recipients = 1;
     char *message;
     int c;
 
-    while ((c = getopt_long(argc, argv, "j:n:s:h", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:n:r:s:h", options, NULL)) != -1) {
         switch (c) {
         case 'j':
             count = bench_parse_number("--writers", optarg, 1,
@@ -246,6 +263,10 @@ main(int argc, char **argv)
             break;
         case 'n':
             messages = bench_parse_number("--messages", optarg, 1, 10000000);
+            break;
+        case 'r':
+            recipients = bench_parse_number("--recipients", optarg, 1,
+                                            FLOOR_MAX_RECIPIENTS);
             break;
         case 's':
             size = bench_parse_size("--size", optarg);
@@ -265,13 +286,22 @@ main(int argc, char **argv)
 
     gethostname(host_name, sizeof host_name - 1);
     message = make_stored_message(size, &size);
+    maildirs = calloc(count * recipients, sizeof *maildirs);
+    if (maildirs == NULL) {
+        fprintf(stderr, "floor: out of memory for the Maildir names\n");
+        return 1;
+    }
     for (unsigned i = 0; i < count; i++) {
-        if (make_maildir(argv[optind], i, maildirs[i], PATH_MAX) == -1)
-            return 1;
+        for (unsigned r = 0; r < recipients; r++)
+            if (make_maildir(argv[optind], i * (unsigned)recipients + r,
+                             maildirs[i * recipients + r], PATH_MAX) == -1)
+                return 1;
         writers[i] = (struct writer){
-            .maildir = maildirs[i], .index = i, .messages = messages,
-            .message = message, .size = size,
-            .latencies = bench_alloc_latencies(messages),
+            .maildirs = &maildirs[i * recipients],
+            .recipients = (unsigned)recipients, .index = i,
+            .messages = messages * recipients, .message = message,
+            .size = size,
+            .latencies = bench_alloc_latencies(messages * recipients),
         };
     }
     return run_writers(writers, (unsigned)count);

@@ -187,10 +187,10 @@ class Floor(System):
         return os.path.join(self.mail, "user%d" % user)
 
     def run(self, scenario, timeout):
-        per_writer = scenario.sequential * scenario.messages * \
-            scenario.recipients
+        per_writer = scenario.sequential * scenario.messages
         return run_program([FLOOR, "--writers", str(scenario.connections),
                             "--messages", str(per_writer),
+                            "--recipients", str(scenario.recipients),
                             "--size", scenario.size, self.mail], self.label)
 
 

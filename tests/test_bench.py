@@ -258,6 +258,27 @@ class FloorTest(unittest.TestCase):
                 self.assertTrue(message.startswith(b"Return-Path: <"))
                 self.assertNotIn(b"\r", message)
 
+    def test_recipients_each_own_maildir(self):
+        """With --recipients 3, writer W writes each message into
+        userW*3/ to userW*3+2/, as loadgen's connection W addresses them."""
+        folder = make_folder("bench-floor-recipients")
+        result = subprocess.run([FLOOR, "--writers", "2", "--messages", "2",
+                                 "--recipients", "3",
+                                 os.path.join(folder, "m")],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                timeout=60, check=False)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        fields = summary(result.stdout)
+        self.assertEqual(fields["delivered"], 12)
+        self.assertEqual(fields["failed"], 0)
+        self.assertEqual(sorted(os.listdir(os.path.join(folder, "m"))),
+                         ["user%d" % i for i in range(6)])
+        for user in range(6):
+            maildir = os.path.join(folder, "m", "user%d" % user)
+            self.assertEqual(len(maildir_messages(maildir)), 2, maildir)
+            self.assertEqual(os.listdir(os.path.join(maildir, "tmp")), [])
+
     def test_new_not_a_folder_is_failure(self):
         folder = make_folder("bench-floor-no-new")
         maildir = os.path.join(folder, "m", "user0")
