@@ -17,7 +17,8 @@ LIBS = -lcdb
 CHECK_LIBS = $(shell pkg-config --libs check)
 
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \
-	session/path.o session/session.o session/spool.o
+	session/path.o session/session.o session/spool.o \
+	session/transfer.o
 STORE_OBJS = store/deliver.o store/draft.o store/folder.o store/maildir.o store/mapcheck.o \
 	store/mbox.o store/mboxlock.o store/privilege.o store/quota.o \
 	store/reply.o store/users.o
