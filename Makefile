@@ -19,9 +19,9 @@ CHECK_LIBS = $(shell pkg-config --libs check)
 SESSION_OBJS = session/command.o session/lineio.o session/log.o \
 	session/path.o session/session.o session/spool.o \
 	session/transfer.o
-STORE_OBJS = store/deliver.o store/draft.o store/folder.o store/maildir.o store/mapcheck.o \
-	store/mbox.o store/mboxlock.o store/privilege.o store/quota.o \
-	store/reply.o store/users.o
+STORE_OBJS = store/deliver.o store/draft.o store/folder.o store/maildir.o \
+	store/maildirsize.o store/mapcheck.o store/mbox.o store/mboxlock.o \
+	store/privilege.o store/quota.o store/reply.o store/users.o
 OBJS = $(SESSION_OBJS) $(STORE_OBJS)
 HEADERS = $(wildcard session/*.h store/*.h)
 

@@ -178,11 +178,13 @@ struct quota_counts {
     unsigned long long messages;
 };
 
-/* quota.c: the Maildir++ maildirsize file and the size of an mbox. */
+/* quota.c: the limits of a mailbox and the check against its usage. */
 void quota_set_default(unsigned long long bytes);
 void quota_limits(const struct mailbox *, struct quota_counts *limits);
 int quota_check(const struct mailbox *, unsigned long long size,
                 struct store_reply *);
+
+/* maildirsize.c: the Maildir++ maildirsize file of a Maildir. */
 int quota_parse_maildirsize(const char *text, size_t len,
                             struct quota_counts *limits,
                             struct quota_counts *usage, size_t *deltas);

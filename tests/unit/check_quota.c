@@ -1,7 +1,8 @@
 /*
- * check_quota.c: unit tests for store/quota.c: parsing maildirsize,
- * trusting, appending to and rebuilding it in real Maildirs under /tmp,
- * the limits at their boundaries, and the check in store_deliver().
+ * check_quota.c: unit tests for store/quota.c and store/maildirsize.c:
+ * parsing maildirsize, trusting, appending to and rebuilding it in real
+ * Maildirs under /tmp, the limits at their boundaries, and the check in
+ * store_deliver().
  */
 #include <check.h>
 #include <dirent.h>
