@@ -99,7 +99,8 @@ struct delivery {
     const char *lhlo;         /* the client's LHLO argument */
     const char *client;       /* the client's address, or "" when local */
     const char *id;           /* queue id for Received and the log */
-    time_t arrival;           /* when the final dot or LAST chunk came */
+    time_t arrival;           /* the final dot or LAST chunk, or for a draft
+                                 when the message outgrew memory */
     int create_folders;       /* make missing +detail Maildir++ folders */
     int spool_fd;
     off_t spool_size;
