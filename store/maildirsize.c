@@ -222,7 +222,7 @@ trust_maildirsize(int fd, const struct quota_counts *limits,
     if (file_limits.bytes != limits->bytes ||
         file_limits.messages != limits->messages)
         return 0;
-    if (exceeds(limits, usage, size) &&
+    if (quota_exceeds(limits, usage, size) &&
         (deltas > 1 || time(NULL) - st.st_mtime >= MAILDIRSIZE_STALE_SECONDS))
         return 0;
     return 1;

@@ -33,7 +33,7 @@ quota_limits(const struct mailbox *mb, struct quota_counts *limits)
 
 /* Returns 1 when one more message of size bytes passes a limit. */
 int
-exceeds(const struct quota_counts *limits, const struct quota_counts *usage,
+quota_exceeds(const struct quota_counts *limits, const struct quota_counts *usage,
         unsigned long long size)
 {
     if (limits->bytes != 0 &&
@@ -84,7 +84,7 @@ quota_check(const struct mailbox *mb, unsigned long long size,
         result = quota_maildir_usage(mb->path, &limits, size, &usage, reply);
     else
         result = mbox_usage(mb->path, &usage, reply);
-    if (result == -1 || !exceeds(&limits, &usage, size))
+    if (result == -1 || !quota_exceeds(&limits, &usage, size))
         return result;
 
     if (limits.messages != 0 && usage.messages >= limits.messages)

@@ -11,7 +11,7 @@
  * Returns 1 when one more message of size bytes, added to usage, passes
  * one of limits, where 0 means no limit.  Returns 0 otherwise.
  */
-int exceeds(const struct quota_counts *limits,
+int quota_exceeds(const struct quota_counts *limits,
             const struct quota_counts *usage, unsigned long long size);
 
 #endif
