@@ -33,8 +33,8 @@ quota_limits(const struct mailbox *mb, struct quota_counts *limits)
 
 /* Returns 1 when one more message of size bytes passes a limit. */
 int
-quota_exceeds(const struct quota_counts *limits, const struct quota_counts *usage,
-        unsigned long long size)
+quota_exceeds(const struct quota_counts *limits,
+              const struct quota_counts *usage, unsigned long long size)
 {
     if (limits->bytes != 0 &&
         (size > limits->bytes || usage->bytes > limits->bytes - size))

@@ -12,6 +12,6 @@
  * one of limits, where 0 means no limit.  Returns 0 otherwise.
  */
 int quota_exceeds(const struct quota_counts *limits,
-            const struct quota_counts *usage, unsigned long long size);
+                  const struct quota_counts *usage, unsigned long long size);
 
 #endif
