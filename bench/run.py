@@ -372,6 +372,36 @@ def load_average():
     return text
 
 
+def io_pressure_avg10():
+    """Return the share of the last 10 seconds in which tasks waited for
+    I/O, in percent, or None where the kernel has no PSI."""
+    for field in read_text("/proc/pressure/io").split("\n")[0].split():
+        if field.startswith("avg10="):
+            return float(field[6:])
+    return None
+
+
+def wait_for_quiet_disk(limit):
+    """Sync, then wait up to limit seconds until tasks waited for I/O in
+    under 5 % of the last 10 seconds: the end of an earlier run deletes
+    its mail, and the discards and writes that follow would otherwise
+    slow the first scenarios.  Returns a line for the report."""
+    started = time.monotonic()
+    os.sync()
+    while True:
+        pressure = io_pressure_avg10()
+        waited = time.monotonic() - started
+        if pressure is None:
+            return "not measured (no /proc/pressure/io)"
+        if pressure < 5.0:
+            return "%.0f s until I/O waits fell to %.1f%% of 10 s" % (
+                waited, pressure)
+        if waited >= limit:
+            return ("gave up after %.0f s with I/O waits at %.1f%% of 10 s"
+                    % (waited, pressure))
+        time.sleep(1)
+
+
 def print_throughput(measured):
     """Print the throughput table and its legend."""
     print("| Scenario | System | Deliveries/s | p50 ms | p99 ms "
@@ -510,6 +540,9 @@ def main():
             log("Dovecot skipped: %s" % args.no_dovecot)
         os.makedirs(args.work, exist_ok=True)
         machine = describe_machine(args.work)
+        settled = wait_for_quiet_disk(5 if args.smoke else 180)
+        log("disk settled: " + settled)
+        machine.append("- waited for the disk to settle: " + settled)
         load_before = load_average()
         # Dovecot's unprivileged processes reach their sockets here.
         sockets = tempfile.mkdtemp(prefix="lmtpd-bench-")
