@@ -163,7 +163,6 @@ open_draft(void *arg)
     return s->draft->fd;
 }
 
-
 /* Opens the transaction's spool, in the memory the session set aside. */
 static void
 open_spool(struct session *s)
