@@ -6,14 +6,14 @@ import re
 import subprocess
 import unittest
 
-from harness import TOP, WORK, maildir_messages
+from harness import LMTPD, TOP, WORK, maildir_messages
 
 
 class DemoTest(unittest.TestCase):
 
     def test_demo_delivers(self):
         demo = os.path.join(WORK, "demo")
-        env = dict(os.environ, DEMO_DIR=demo)
+        env = dict(os.environ, DEMO_DIR=demo, LMTPD=LMTPD)
         result = subprocess.run(["sh", os.path.join(TOP, "tests", "lib",
                                                     "demo")],
                                 cwd=TOP, env=env, stdout=subprocess.PIPE,
