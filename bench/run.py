@@ -383,8 +383,8 @@ def io_pressure_avg10():
 
 def wait_for_quiet_disk(limit):
     """Sync, then wait up to limit seconds until tasks waited for I/O in
-    under 5 % of the last 10 seconds: the end of an earlier run deletes
-    its mail, and the discards and writes that follow would otherwise
+    under 5 % of the last 10 seconds.  An earlier run deletes its mail
+    at its end, and the discards and writes that follow would otherwise
     slow the first scenarios.  Returns a line for the report."""
     started = time.monotonic()
     os.sync()

@@ -494,8 +494,8 @@ session_run(const struct session_config *config, int in_fd, int out_fd,
      * A byte of each page of the read buffer, the spool and the draft is
      * written now, so that every page the session will use is in memory
      * from its start.  The process then has the same size whatever the
-     * size of the messages that follow, and an operator who watches it
-     * sees its peak at once.
+     * size of the messages that follow, and its peak shows from the
+     * greeting on.
      */
     touch_pages(s->io.input, sizeof(s->io.input));
     touch_pages(s->spool_memory, sizeof(*s->spool_memory));

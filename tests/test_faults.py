@@ -251,7 +251,7 @@ def delivered_before(world, fault, calls, address):
 def draft_fell_back(world, fault, calls, recipients):
     """Return True when the faulted call was lmtpd's attempt to write a
     lone Maildir recipient's message into its tmp/ while it arrived, and
-    lmtpd then spooled the message instead: the delivery after the data
+    lmtpd then spooled the message instead.  The delivery after the data
     opens the Maildir again and may well succeed."""
     return len(recipients) == 1 and any(
         c["number"] > fault["number"] and

@@ -337,8 +337,11 @@ START_TEST(data_opener_file)
     ck_assert_ptr_nonnull(input);
     ck_assert_ptr_nonnull(stored);
     ck_assert_int_ge(target, 0);
-    for (size_t i = 0; i < size; i++)
-        input[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'y';
+    memset(input, 'y', size);
+    for (size_t i = 62; i + 1 < size; i += 64) {
+        input[i] = '\r';
+        input[i + 1] = '\n';
+    }
     memcpy(input + size, ".\r\n", 3);
 
     for (int round = 0; round < 2; round++) {
