@@ -233,8 +233,11 @@ read_message_of_size(struct spool *spool, const char *dir, size_t size)
     pid_t writer;
 
     ck_assert_ptr_nonnull(input);
-    for (size_t i = 0; i < size; i++)
-        input[i] = i % 64 == 62 ? '\r' : i % 64 == 63 ? '\n' : 'x';
+    memset(input, 'x', size);
+    for (size_t i = 62; i + 1 < size; i += 64) {
+        input[i] = '\r';
+        input[i + 1] = '\n';
+    }
     memcpy(input + size, ".\r\n", 3);
     ck_assert_int_eq(pipe(fds), 0);
     writer = start_writer(fds[1], input, size + 3, 8192);
